@@ -1,0 +1,1 @@
+# The console composes the apps; it holds no tables of its own (its migrations only set up roles).

@@ -1,0 +1,226 @@
+"""The customer-data core: customers, tags, orders, behaviour events, import runs and API keys."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+
+class Gender(models.TextChoices):
+    FEMALE = "f", _("Female")
+    MALE = "m", _("Male")
+    UNKNOWN = "u", _("Unknown")
+
+
+class AcquisitionChannel(models.TextChoices):
+    APP = "app", _("App")
+    MINI_PROGRAM = "mini_program", _("Mini program")
+    WEB = "web", _("Web")
+    STORE = "store", _("Store")
+    OTHER = "other", _("Other")
+
+
+class Customer(models.Model):
+    external_id = models.CharField(_("external id"), max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    phone = models.CharField(_("phone"), max_length=20, blank=True, help_text=_("E.164"))
+    email = models.EmailField(_("e-mail"), max_length=254, blank=True)
+    wechat_openid = models.CharField(_("WeChat openid"), max_length=64, blank=True)
+    gender = models.CharField(
+        _("gender"), max_length=1, choices=Gender.choices, default=Gender.UNKNOWN
+    )
+    birth_date = models.DateField(_("birth date"), null=True, blank=True)
+    city = models.CharField(_("city"), max_length=50, blank=True)
+    channel = models.CharField(
+        _("channel"),
+        max_length=20,
+        choices=AcquisitionChannel.choices,
+        default=AcquisitionChannel.OTHER,
+    )
+    registered_at = models.DateTimeField(_("registered at"))
+    last_seen_at = models.DateTimeField(_("last seen at"), null=True, blank=True)
+    sms_opt_in = models.BooleanField(_("SMS opt-in"), default=True)
+    email_opt_in = models.BooleanField(_("e-mail opt-in"), default=True)
+    push_opt_in = models.BooleanField(_("push opt-in"), default=True)
+    wechat_opt_in = models.BooleanField(_("WeChat opt-in"), default=True)
+    unsubscribed_at = models.DateTimeField(_("unsubscribed at"), null=True, blank=True)
+    attributes = models.JSONField(_("attributes"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("customer")
+        verbose_name_plural = _("customers")
+        permissions = [("view_customer_contact", _("Can view customer phone and e-mail"))]
+        indexes = [
+            models.Index(fields=["registered_at"], name="customer_registered_idx"),
+            models.Index(fields=["city", "registered_at"], name="customer_city_idx"),
+            models.Index(fields=["channel", "registered_at"], name="customer_channel_idx"),
+            models.Index(fields=["phone"], name="customer_phone_idx"),
+            models.Index(fields=["name"], name="customer_name_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.external_id
+
+
+class TagSource(models.TextChoices):
+    MANUAL = "manual", _("Manual")
+    IMPORT = "import", _("Import")
+    RULE = "rule", _("Rule")
+
+
+class Tag(models.Model):
+    name = models.CharField(_("name"), max_length=64, unique=True)
+    description = models.CharField(_("description"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("tag")
+        verbose_name_plural = _("tags")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CustomerTag(models.Model):
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="customer_tags")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="customer_tags")
+    source = models.CharField(
+        _("source"), max_length=10, choices=TagSource.choices, default=TagSource.MANUAL
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("customer tag")
+        verbose_name_plural = _("customer tags")
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "tag"], name="customertag_unique"),
+        ]
+        indexes = [models.Index(fields=["tag", "customer"], name="customertag_tag_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}:{self.tag_id}"
+
+
+class OrderStatus(models.TextChoices):
+    PAID = "paid", _("Paid")
+    REFUNDED = "refunded", _("Refunded")
+
+
+class Order(models.Model):
+    external_id = models.CharField(_("order id"), max_length=64, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="orders")
+    placed_at = models.DateTimeField(_("placed at"))
+    amount = models.DecimalField(_("amount (yuan)"), max_digits=12, decimal_places=2)
+    status = models.CharField(
+        _("status"), max_length=10, choices=OrderStatus.choices, default=OrderStatus.PAID
+    )
+    channel = models.CharField(_("channel"), max_length=20, blank=True)
+    category = models.CharField(_("category"), max_length=32, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("order")
+        verbose_name_plural = _("orders")
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="order_amount_not_negative"),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "placed_at"], name="order_customer_placed_idx"),
+            models.Index(fields=["placed_at"], name="order_placed_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class Event(models.Model):
+    event_id = models.CharField(_("event id"), max_length=64, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="events")
+    name = models.CharField(_("name"), max_length=64)
+    occurred_at = models.DateTimeField(_("occurred at"))
+    properties = models.JSONField(_("properties"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        indexes = [
+            models.Index(fields=["customer", "occurred_at"], name="event_customer_occurred_idx"),
+            models.Index(fields=["name", "occurred_at"], name="event_name_occurred_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class ImportKind(models.TextChoices):
+    CUSTOMERS = "customers", _("Customers")
+    ORDERS = "orders", _("Orders")
+    EVENTS = "events", _("Events")
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    REJECTED = "rejected", _("Rejected")
+    FAILED = "failed", _("Failed")
+
+
+class ImportRun(models.Model):
+    """One CSV import (from the upload page or the CLI) and its report."""
+
+    kind = models.CharField(_("kind"), max_length=10, choices=ImportKind.choices)
+    file_name = models.CharField(_("file name"), max_length=255)
+    stored_path = models.CharField(_("stored path"), max_length=500, blank=True)
+    is_strict = models.BooleanField(_("strict"), default=False)
+    create_missing_customers = models.BooleanField(_("create missing customers"), default=False)
+    status = models.CharField(
+        _("status"), max_length=10, choices=ImportStatus.choices, default=ImportStatus.QUEUED
+    )
+    rows_total = models.PositiveIntegerField(_("rows read"), default=0)
+    rows_imported = models.PositiveIntegerField(_("rows imported"), default=0)
+    rows_unchanged = models.PositiveIntegerField(_("rows already present"), default=0)
+    rows_rejected = models.PositiveIntegerField(_("rows rejected"), default=0)
+    errors = models.JSONField(_("errors"), default=list, blank=True)
+    message = models.TextField(_("message"), blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("import run")
+        verbose_name_plural = _("import runs")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.file_name}"
+
+
+class ApiKey(models.Model):
+    """A per-source key for the ingest API; only a SHA-256 digest of the secret is stored."""
+
+    name = models.CharField(_("source name"), max_length=100, unique=True)
+    prefix = models.CharField(_("prefix"), max_length=12, unique=True)
+    digest = models.CharField(_("digest"), max_length=64, unique=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
