@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import django_rq
 import pytest
@@ -49,7 +50,7 @@ def event_factory(db: None) -> type[EventFactory]:
 def make_user(db: None) -> Callable[..., object]:
     def make(role: str | None = None, **fields: object) -> object:
         """A user in one of the three role groups; admins are staff, as the demo admin is."""
-        user = UserFactory(is_staff=role == "Admins", **fields)
+        user: Any = UserFactory(is_staff=role == "Admins", **fields)
         if role:
             user.groups.add(Group.objects.get(name=role))
         return user
