@@ -139,6 +139,8 @@ STORAGES = {
 }
 MEDIA_ROOT = VAR_DIR / "media"
 WHITENOISE_USE_FINDERS = not IS_PRODUCTION
+if not IS_PRODUCTION:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every start without it
 
 if IS_PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=True)
