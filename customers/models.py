@@ -185,9 +185,12 @@ class ImportRun(models.Model):
     )
     rows_total = models.PositiveIntegerField(_("rows read"), default=0)
     rows_imported = models.PositiveIntegerField(_("rows imported"), default=0)
+    rows_updated = models.PositiveIntegerField(_("rows updated"), default=0)
     rows_unchanged = models.PositiveIntegerField(_("rows already present"), default=0)
     rows_rejected = models.PositiveIntegerField(_("rows rejected"), default=0)
+    # The first errors of the report ({row, column?, reason}); the rest are only counted.
     errors = models.JSONField(_("errors"), default=list, blank=True)
+    errors_not_shown = models.PositiveIntegerField(_("errors not shown"), default=0)
     message = models.TextField(_("message"), blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
@@ -202,6 +205,10 @@ class ImportRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.file_name}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in {ImportStatus.QUEUED, ImportStatus.RUNNING}
 
 
 class ApiKey(models.Model):

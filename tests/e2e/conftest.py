@@ -26,7 +26,9 @@ CHROMIUM_FLAGS = [
 
 
 def _chromium_path() -> str:
-    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    path = (
+        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    )
     if not path:
         pytest.fail("Chromium is not installed: run `make chromium` (apt-get install -y chromium)")
     return path
