@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import permission_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -18,6 +19,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@permission_required("customers.view_customer", raise_exception=True)
 def customer_360(request: HttpRequest, customer_id: int) -> HttpResponse:
     profile = get_customer_profile(customer_id=customer_id)
     if profile is None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from customers.models import ApiKey, Customer, CustomerTag, Event, ImportRun, Order, Tag
@@ -23,6 +25,7 @@ from customers.queries import (
     normalize_phone_query,
     search_customers,
 )
+from customers.services import clean_api_key_name, create_api_key, revoke_api_key
 from customers.templatetags.customer_contact import can_view_contact, mask_email, mask_phone
 
 ESTIMATE_FROM = 100_000  # below this many rows an exact COUNT is quick enough
@@ -236,11 +239,82 @@ class ImportRunAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
 
 
+class ApiKeyAddForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["name"]
+        help_texts = {"name": _("The shop or system that will send data with this key.")}
+
+    def clean_name(self) -> str:
+        name = clean_api_key_name(self.cleaned_data["name"])
+        if ApiKey.objects.filter(name=name).exists():
+            raise forms.ValidationError(
+                gettext("An API key named “%(name)s” already exists.") % {"name": name},
+                code="unique",
+            )
+        return name
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(ReadOnlyAdmin):
+    """Keys are made here (the full key is shown once, in a message) and deactivated, never edited.
+
+    Adding and deactivating go through the services, which hold the permission checks too.
+    """
+
     list_display = ["name", "prefix", "is_active", "created_by", "created_at", "last_used_at"]
     list_filter = ["is_active"]
     list_select_related = ["created_by"]
     search_fields = ["name", "=prefix"]
     # The digest is of no use to a person and need not be on screen.
-    exclude = ["digest"]
+    fields = ["name", "prefix", "is_active", "created_by", "created_at", "last_used_at"]
+    actions = ["deactivate_keys"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return admin.ModelAdmin.has_add_permission(self, request)
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("customers.change_apikey")
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
+        return ["name"] if obj is None else self.fields
+
+    def get_form(
+        self, request: HttpRequest, obj: ApiKey | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = ApiKeyAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            return  # keys are never edited; ReadOnlyAdmin already refuses changes
+        api_key, key = create_api_key(name=form.cleaned_data["name"], actor=request.user)
+        # The admin goes on with obj (its log entry, the redirect): make it the row just created.
+        for field in ApiKey._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(api_key, field.attname))
+        obj._state.adding = False
+        messages.warning(
+            request,
+            gettext(
+                "The API key for “%(name)s” is %(key)s — copy it now: it is not stored and will "
+                "not be shown again."
+            )
+            % {"name": api_key.name, "key": key},
+        )
+
+    @admin.action(description=_("Deactivate the selected API keys"), permissions=["revoke"])
+    def deactivate_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        ids = list(queryset.filter(is_active=True).values_list("pk", flat=True))
+        for api_key_id in ids:
+            revoke_api_key(api_key_id=api_key_id, actor=request.user)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d API key was deactivated; requests with it are now refused.",
+                "%(count)d API keys were deactivated; requests with them are now refused.",
+                len(ids),
+            )
+            % {"count": len(ids)},
+            messages.SUCCESS,
+        )

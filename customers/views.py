@@ -12,13 +12,19 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from customers.filters import CustomerFilterSet
 from customers.forms import PageForm, TagForm
-from customers.queries import customer_exists, list_customer_tags, list_customers, list_tag_names
+from customers.queries import (
+    CustomerPage,
+    customer_exists,
+    list_customer_tags,
+    list_customers,
+    list_tag_names,
+)
 from customers.services import add_tag, remove_tag
 
 RESULTS_TARGET = "customer-results"
@@ -97,22 +103,37 @@ def _columns(params: QueryDict, current_sort: str) -> list[Column]:
 
 
 @require_GET
+@permission_required("customers.view_customer", raise_exception=True)
 @vary_on_headers("HX-Request", "HX-Target")
 def customer_list(request: HttpRequest) -> HttpResponse:
     filterset = CustomerFilterSet(data=request.GET)
     page_form = PageForm(data=request.GET)
     page = list_customers(filterset=filterset, page_number=page_form.page_number())
     params = request.GET
+    page_errors = page_form.errors_text()
+    is_past_the_end = filterset.is_valid() and page.number > 1 and not page.customers
+    last_url = ""
+    if is_past_the_end:
+        page_errors.append(_past_the_end(page))
+        # Page 1 always exists and has its own link ("First").
+        if page.last_page and page.last_page > 1:
+            last_url = _list_url(params, page=page.last_page)
     context = {
         "filterset": filterset,
         "form": filterset.form,
         "page": page,
-        "page_errors": page_form.errors_text(),
+        "page_errors": page_errors,
         "columns": _columns(params, filterset.current_sort),
         "current_sort": filterset.current_sort if params.get("sort") else "",
-        "previous_url": _list_url(params, page=page.number - 1) if page.has_previous else "",
+        "previous_url": (
+            _list_url(params, page=page.number - 1)
+            if page.has_previous and not is_past_the_end
+            else ""
+        ),
         "next_url": _list_url(params, page=page.number + 1) if page.has_next else "",
         "first_url": _list_url(params, page=None) if page.number > 1 else "",
+        "last_url": last_url,
+        "is_past_the_end": is_past_the_end,
         "results_target": RESULTS_TARGET,
     }
     if _is_partial(request, RESULTS_TARGET):
@@ -120,6 +141,16 @@ def customer_list(request: HttpRequest) -> HttpResponse:
             request, "customers/customer_list_results.html", {**context, "is_partial": True}
         )
     return render(request, "customers/customer_list.html", context)
+
+
+def _past_the_end(page: CustomerPage) -> str:
+    if page.last_page is None:
+        return _("There is no page %(number)d.") % {"number": page.number}
+    return ngettext(
+        "There is no page %(number)d: the list has %(last)d page.",
+        "There is no page %(number)d: the list has %(last)d pages.",
+        page.last_page,
+    ) % {"number": page.number, "last": page.last_page}
 
 
 def _tags_context(*, customer_id: int, form: TagForm | None = None) -> dict[str, Any]:

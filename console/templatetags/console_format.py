@@ -22,12 +22,13 @@ def yuan(amount: Decimal | int | float | None) -> str:
 
 @register.filter
 def json_items(value: Any) -> list[tuple[str, str]]:
-    """A JSON object's (key, value) pairs to show; nested values are shown as compact JSON."""
+    """A JSON object's (key, value) pairs to show, by key; nested values as compact JSON."""
     if value in (None, "", {}, []):
         return []
     if not isinstance(value, dict):
         return [("", _compact(value))]
-    return [(str(key), _compact(item)) for key, item in value.items()]
+    # By key: PostgreSQL's jsonb keeps no insertion order, and the page must not depend on it.
+    return [(str(key), _compact(item)) for key, item in sorted(value.items())]
 
 
 def _compact(value: Any) -> str:

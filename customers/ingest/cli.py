@@ -49,7 +49,13 @@ class ImportCommand(BaseCommand):
             is_strict=options["strict"],
             create_missing_customers=options.get("create_missing_customers", False),
         )
-        run = run_import(import_run_id=run.pk)
+        try:
+            run = run_import(import_run_id=run.pk)
+        except Exception:
+            if options.get("traceback"):
+                raise
+            # run_import has recorded the run as failed, with the error as its message.
+            run.refresh_from_db()
         report = report_of(run)
         if options["json"]:
             self.stdout.write(json.dumps(report, ensure_ascii=False))

@@ -1,8 +1,12 @@
 """Streaming CSV import of customers, orders and events.
 
-The file is read once, CHUNK_ROWS rows at a time: each chunk is parsed and validated in Python
+The file is streamed CHUNK_ROWS rows at a time: each chunk is parsed and validated in Python
 (rows.py) and written set-based (store.py), so memory stays flat however large the file is.
 Row numbers are what a spreadsheet shows: the header is row 1, the first data row is row 2.
+
+Every import first reads the whole file once as CSV (about 1 s per million rows), so that a file
+that is not UTF-8, or not CSV, half-way down is rejected before anything is written: default mode
+commits its chunks as it goes and could not take them back.
 
 Default mode writes the good rows (each chunk in its own transaction) and reports the bad ones.
 Strict mode runs the whole import in one transaction: it still reads to the end so that every bad
@@ -82,6 +86,9 @@ class FileRejected(Exception):
     """The file as a whole cannot be imported (no header, a required column missing, ...)."""
 
 
+NOT_UTF8_MESSAGE = "the file is not UTF-8 text: save it as CSV (UTF-8) and upload it again"
+
+
 def import_file(
     kind: str,
     path: str | Path,
@@ -112,12 +119,17 @@ def import_stream(
     """Import CSV text of one kind; writes rows (see the module doc) and returns the report.
 
     on_chunk_written receives the ids of the customers each committed chunk touched, so that a
-    caller can enqueue follow-up work without this import holding every id in memory.
+    caller can enqueue follow-up work without this import holding every id in memory. A strict
+    import commits only at its end and does not call it. A stream that cannot seek back is not
+    checked ahead: a decoding or CSV error half-way down a default import then rejects the file
+    after the chunks before it were written.
     """
     schema = SCHEMAS[kind]
     report = ImportReport(kind=kind)
     reader = csv.reader(stream)
     try:
+        if stream.seekable():
+            _check_readable(stream)
         try:
             header = next(reader)
         except StopIteration:
@@ -126,50 +138,80 @@ def import_stream(
         writer = store.writer_for(
             kind, columns=columns, create_missing_customers=create_missing_customers
         )
-        with transaction.atomic() if is_strict else nullcontext():
-            with writer:
-                for chunk in _chunks(_numbered_rows(reader, schema, pick, len(header), report)):
-                    is_dry_run = is_strict and report.has_errors
-                    with nullcontext() if is_strict else transaction.atomic():
-                        result = writer.write(chunk, is_dry_run=is_dry_run)
-                    _merge(report, result, schema.id_field)
-                    if on_chunk_written and result.customer_ids and not is_strict:
-                        on_chunk_written(result.customer_ids)
+        # The writer's staging tables live outside the strict transaction, so that they can still
+        # be dropped after a database error has aborted it.
+        with writer, transaction.atomic() if is_strict else nullcontext():
+            for chunk in _chunks(_numbered_rows(reader, schema, pick, len(header), report)):
+                is_dry_run = is_strict and report.has_errors
+                with nullcontext() if is_strict else transaction.atomic():
+                    result = writer.write(chunk, is_dry_run=is_dry_run)
+                _merge(report, result, schema.id_field)
+                if on_chunk_written and result.customer_ids and not is_strict:
+                    on_chunk_written(result.customer_ids)
             if is_strict and report.has_errors:
                 transaction.set_rollback(True)
     except FileRejected as error:
-        report.status = ImportStatus.REJECTED
-        report.message = str(error)
-        report.imported = report.updated = report.unchanged = 0
-        return report
+        return _rejected(report, str(error), is_strict=is_strict)
     except UnicodeDecodeError:
-        report.status = ImportStatus.REJECTED
-        report.message = "the file is not UTF-8 text: save it as CSV (UTF-8) and upload it again"
-        report.imported = report.updated = report.unchanged = 0
-        return report
+        return _rejected(report, NOT_UTF8_MESSAGE, is_strict=is_strict)
     except csv.Error as error:
-        report.status = ImportStatus.REJECTED
-        report.message = f"the file is not valid CSV near row {reader.line_num}: {error}"
-        report.imported = report.updated = report.unchanged = 0
-        return report
+        message = f"the file is not valid CSV near line {reader.line_num}: {error}"
+        return _rejected(report, message, is_strict=is_strict)
     report.errors.sort(key=operator.itemgetter("row"))
+    unknown_columns = ", ".join(error["column"] for error in report.errors if error["row"] == 1)
     if is_strict and report.has_errors:
         report.status = ImportStatus.REJECTED
-        report.message = (
-            f"strict import rejected: {report.rejected} bad row(s)"
-            f"{', and header errors' if any(e['row'] == 1 for e in report.errors) else ''}; "
-            f"nothing was written"
-        )
+        problems = [f"{report.rejected} bad row(s)"] if report.rejected else []
+        if unknown_columns:
+            problems.append(f"unknown column(s) {unknown_columns}")
+        report.message = f"strict import rejected: {' and '.join(problems)}; nothing was written"
         report.imported = report.updated = report.unchanged = 0
-    elif report.rejected:
-        report.message = f"{report.rejected} bad row(s) were skipped"
+    else:
+        notes = [f"{report.rejected} bad row(s) were skipped"] if report.rejected else []
+        if unknown_columns:
+            notes.append(f"unknown column(s) ignored: {unknown_columns}")
+        report.message = "; ".join(notes)
     return report
+
+
+def _rejected(report: ImportReport, message: str, *, is_strict: bool) -> ImportReport:
+    report.status = ImportStatus.REJECTED
+    report.message = message
+    if is_strict:
+        report.imported = report.updated = report.unchanged = 0
+    elif report.imported or report.updated or report.unchanged:
+        # Only a stream that could not be checked ahead gets here with committed chunks.
+        report.message += "; the rows before it were written"
+    return report
+
+
+def _check_readable(stream: IO[str]) -> None:
+    """Read the stream to its end as CSV and go back to where it was; FileRejected if it fails."""
+    start = stream.tell()
+    reader = csv.reader(stream)
+    try:
+        for _cells in reader:
+            pass
+    except UnicodeDecodeError:
+        raise FileRejected(NOT_UTF8_MESSAGE) from None
+    except csv.Error as error:
+        raise FileRejected(
+            f"the file is not valid CSV near line {reader.line_num}: {error}"
+        ) from None
+    stream.seek(start)
 
 
 def _read_header(
     schema: Schema[Any], header: list[str], report: ImportReport
 ) -> tuple[Callable[[list[str]], tuple[str, ...]], list[str]]:
     """Check the header row; returns a function picking a row's cells in the schema's order."""
+    if len(header) == 1 and any(separator in header[0] for separator in ";\t"):
+        # Excel in many locales saves "CSV" with semicolons; say so instead of listing every
+        # required column as missing.
+        raise FileRejected(
+            "the header row has no commas: columns must be separated by commas, not by"
+            " semicolons or tabs"
+        )
     names = [name.strip().lower() for name in header]
     positions: dict[str, int] = {}
     for index, name in enumerate(names):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from customers.models import AcquisitionChannel, Gender, OrderStatus
 
 ID_MAX_LENGTH = 64
 AMOUNT_LIMIT = Decimal("10000000000")  # max_digits=12, decimal_places=2 leaves 10 integer digits
+CENT = Decimal("0.01")
+EMAIL_MAX_LENGTH = 254  # Customer.email; validate_email alone lets longer addresses through
 EARLIEST_YEAR = 1900
 LATEST_YEAR = 2100
 
@@ -94,11 +97,24 @@ def parse_item(schema: Schema[RowT], item: object) -> RowT | list[FieldError]:
 # absent) and returns the typed value or raises InvalidValue.
 
 
+# PostgreSQL text cannot hold NUL, and a lone surrogate (possible in JSON, never in UTF-8) cannot
+# be encoded for it: either would fail the whole chunk's write instead of one row.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_storable(value: str) -> str:
+    if "\x00" in value:
+        raise InvalidValue("contains a NUL character")
+    if not value.isascii() and _SURROGATE.search(value):
+        raise InvalidValue("contains an invalid character (a lone surrogate)")
+    return value
+
+
 def _as_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value.strip()
+        return _check_storable(value.strip())
     raise InvalidValue("must be text")
 
 
@@ -178,11 +194,13 @@ def parse_amount(value: Any) -> Decimal:
         raise InvalidValue(f"not a number: {value!r}")
     if amount < 0:
         raise InvalidValue("negative amount")
-    if amount.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise InvalidValue("more than 2 decimal places")
     if amount >= AMOUNT_LIMIT:
         raise InvalidValue("too large")
-    return amount
+    # Checked by value, not by digits written: "12.500" is 12.50 and is accepted.
+    cents = amount.quantize(CENT)
+    if cents != amount:
+        raise InvalidValue("more than 2 decimal places")
+    return cents
 
 
 def choice(
@@ -249,11 +267,33 @@ def parse_email(value: Any) -> str:
     raw = _as_text(value)
     if not raw:
         return ""
+    if len(raw) > EMAIL_MAX_LENGTH:
+        raise InvalidValue(f"longer than {EMAIL_MAX_LENGTH} characters")
     try:
         validate_email(raw)
     except ValidationError:
         raise InvalidValue(f"not an e-mail address: {raw!r}") from None
     return raw
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidValue(f"not valid JSON: {name} is not a JSON number")
+
+
+def _check_json(value: Any) -> None:
+    """Reject what JSON allows but a PostgreSQL jsonb column does not store."""
+    if isinstance(value, str):
+        _check_storable(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidValue(f"not valid JSON: {value} is not a JSON number")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json(key)
+            _check_json(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item)
 
 
 def parse_properties(value: Any) -> dict[str, Any]:
@@ -264,11 +304,19 @@ def parse_properties(value: Any) -> dict[str, Any]:
         if not value.strip():
             return {}
         try:
-            value = json.loads(value)
+            value = json.loads(value, parse_constant=_reject_constant)
+        except RecursionError:
+            raise InvalidValue("not valid JSON: nested too deeply") from None
+        except InvalidValue:
+            raise
         except ValueError as error:
             raise InvalidValue(f"not valid JSON: {error}") from None
     if not isinstance(value, dict):
         raise InvalidValue("must be a JSON object")
+    try:
+        _check_json(value)
+    except RecursionError:
+        raise InvalidValue("not valid JSON: nested too deeply") from None
     return value
 
 

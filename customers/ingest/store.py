@@ -106,21 +106,27 @@ class _Staging:
         with connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {STAGE}" if not _is_postgresql() else f"TRUNCATE {STAGE}")
             names = ", ".join(self.columns)
+            staged = 0
             if _is_postgresql():
                 with cursor.cursor.copy(f"COPY {STAGE} ({names}) FROM STDIN") as copy:
+                    write_row = copy.write_row
                     for row in rows:
-                        copy.write_row(row)
+                        write_row(row)
+                        staged += 1
             else:
                 placeholders = ", ".join(["%s"] * len(self.columns))
-                cursor.executemany(
-                    f"INSERT INTO {STAGE} ({names}) VALUES ({placeholders})",
-                    [[_adapt_for_sqlite(value) for value in row] for row in rows],
-                )
+                values = [[_adapt_for_sqlite(value) for value in row] for row in rows]
+                staged = len(values)
+                cursor.executemany(f"INSERT INTO {STAGE} ({names}) VALUES ({placeholders})", values)
             # ORDER BY row_no: the first row of a repeated id wins.
             cursor.execute(
                 f"INSERT INTO {SEEN} (ext_id, row_no) SELECT ext_id, row_no FROM {STAGE} "
                 f"WHERE true ORDER BY row_no ON CONFLICT (ext_id) DO NOTHING"
             )
+            if cursor.rowcount == staged:
+                # Every staged id was new and distinct: nothing repeated, and the join below (a
+                # tenth of a big import's database time) is not needed.
+                return []
             cursor.execute(
                 f"SELECT s.row_no, f.row_no FROM {STAGE} s JOIN {SEEN} f ON f.ext_id = s.ext_id "
                 f"WHERE f.row_no <> s.row_no ORDER BY s.row_no"
@@ -184,51 +190,60 @@ class _FactWriter:
         """
         result = ChunkResult()
         result.repeated = self.staging.load(self.stage_row(row_no, row) for row_no, row in rows)
+        staged = len(rows) - len(result.repeated)
         customer_table = _quote(Customer._meta.db_table)
         with connection.cursor() as cursor:
             if self.create_missing_customers:
                 self._create_missing_customers(cursor, customer_table)
-            cursor.execute(
-                f"SELECT s.row_no, s.customer_ext FROM {STAGE} s "
-                f"LEFT JOIN {customer_table} c ON c.external_id = s.customer_ext "
-                f"WHERE c.id IS NULL ORDER BY s.row_no"
-            )
-            result.problems = [
-                Problem(int(row_no), "customer_id", f"unknown customer {customer_ext!r}")
-                for row_no, customer_ext in cursor.fetchall()
-            ]
-            valid = len(rows) - len(result.repeated) - len(result.problems)
-            if is_dry_run or valid == 0:
-                return result
-            target = [_quote(self.id_column), "customer_id"]
-            target += [_quote(name) for name, _type in self.stage_columns[1:]]
-            source = ["s.ext_id", "c.id"]
-            source += [f"s.{name}" for name, _type in self.stage_columns[1:]]
-            cursor.execute(
-                f"INSERT INTO {_quote(self.model._meta.db_table)} "
-                f"({', '.join(target)}, {_quote('created_at')}) "
-                f"SELECT {', '.join(source)}, %s FROM {STAGE} s "
-                f"JOIN {customer_table} c ON c.external_id = s.customer_ext "
-                f"WHERE true ON CONFLICT ({_quote(self.id_column)}) DO NOTHING "
-                f"RETURNING customer_id",
-                [Order._meta.get_field("created_at").get_db_prep_save(timezone.now(), connection)],
-            )
-            result.customer_ids = {customer_id for (customer_id,) in cursor.fetchall()}
-            result.inserted = cursor.rowcount if cursor.rowcount >= 0 else 0
-        result.unchanged = valid - result.inserted
+            if not is_dry_run and staged:
+                target = [_quote(self.id_column), "customer_id"]
+                target += [_quote(name) for name, _type in self.stage_columns[1:]]
+                source = ["s.ext_id", "c.id"]
+                source += [f"s.{name}" for name, _type in self.stage_columns[1:]]
+                cursor.execute(
+                    f"INSERT INTO {_quote(self.model._meta.db_table)} "
+                    f"({', '.join(target)}, {_quote('created_at')}) "
+                    f"SELECT {', '.join(source)}, %s FROM {STAGE} s "
+                    f"JOIN {customer_table} c ON c.external_id = s.customer_ext "
+                    f"WHERE true ON CONFLICT ({_quote(self.id_column)}) DO NOTHING "
+                    f"RETURNING customer_id",
+                    [
+                        Order._meta.get_field("created_at").get_db_prep_save(
+                            timezone.now(), connection
+                        )
+                    ],
+                )
+                result.customer_ids = {customer_id for (customer_id,) in cursor.fetchall()}
+                result.inserted = cursor.rowcount if cursor.rowcount >= 0 else 0
+            # Unknown customers are looked for only when some staged row was not inserted (its
+            # customer is unknown, or its id was imported before): a first import of a big file
+            # inserts every row and skips this join, a tenth of its database time.
+            if result.inserted < staged:
+                cursor.execute(
+                    f"SELECT s.row_no, s.customer_ext FROM {STAGE} s "
+                    f"LEFT JOIN {customer_table} c ON c.external_id = s.customer_ext "
+                    f"WHERE c.id IS NULL ORDER BY s.row_no"
+                )
+                result.problems = [
+                    Problem(int(row_no), "customer_id", f"unknown customer {customer_ext!r}")
+                    for row_no, customer_ext in cursor.fetchall()
+                ]
+        if not is_dry_run:
+            result.unchanged = staged - len(result.problems) - result.inserted
         return result
 
     def _create_missing_customers(self, cursor: Any, customer_table: str) -> None:
         """New customers for unknown customer ids; registered_at = their earliest row's time."""
-        first_time = (
-            f"(SELECT MIN(s.{self.time_column}) FROM {STAGE} s "
-            f"WHERE s.customer_ext = {customer_table}.external_id)"
-        )
         if self.customers_created:
+            # One grouped pass over the stage (UPDATE ... FROM: PostgreSQL, SQLite 3.33+). A
+            # correlated MIN per customer rescans the stage for each one: quadratic, 7 minutes
+            # for 300,000 orders of 60,000 customers.
             cursor.execute(
-                f"UPDATE {customer_table} SET registered_at = {first_time} "
-                f"WHERE external_id IN (SELECT ext_id FROM {NEW_CUSTOMERS}) "
-                f"AND registered_at > {first_time}"
+                f"UPDATE {customer_table} SET registered_at = f.first_at FROM ("
+                f"SELECT s.customer_ext, MIN(s.{self.time_column}) AS first_at FROM {STAGE} s "
+                f"JOIN {NEW_CUSTOMERS} n ON n.ext_id = s.customer_ext GROUP BY s.customer_ext"
+                f") f WHERE {customer_table}.external_id = f.customer_ext "
+                f"AND {customer_table}.registered_at > f.first_at"
             )
         cursor.execute(
             f"INSERT INTO {NEW_CUSTOMERS} (ext_id) SELECT DISTINCT s.customer_ext FROM {STAGE} s "

@@ -40,8 +40,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture
+def browser(transactional_db: None, django_db_serialized_rollback: None) -> Iterator[Any]:
+    """Chromium for one test, started after the database is set up and closed before it is
+    flushed: while Playwright's event loop runs, Django (asgiref) keeps this thread's database
+    connections in another store, which lacks the test database's snapshot. Started outside
+    the loop, the serialized rollback gives every browser test what the migrations made (role
+    groups, tiers) and leaves the database as the next serialized test expects it."""
+    from django.db import connections
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -49,11 +55,14 @@ def browser() -> Iterator[Any]:
             executable_path=_chromium_path(), args=CHROMIUM_FLAGS, headless=True
         )
         yield browser
+        # The connections the test opened inside the loop are reachable only while it runs;
+        # left open, PostgreSQL refuses to drop the test database at the end.
+        connections.close_all()
         browser.close()
 
 
 @pytest.fixture
-def page(browser: Any, live_server: Any, transactional_db: None) -> Iterator[Any]:
+def page(browser: Any, live_server: Any) -> Iterator[Any]:
     context = browser.new_context(base_url=live_server.url, locale="zh-CN")
     context.set_default_timeout(10_000)
     page = context.new_page()
@@ -72,8 +81,9 @@ def log_in(page: Any, make_user: Callable[..., Any]) -> Callable[[str], Any]:
         page.goto("/accounts/login/")
         page.fill("input[name=username]", username)
         page.fill("input[name=password]", password)
-        page.click("button[type=submit]")
-        page.wait_for_load_state()
+        # The page's first submit button is the language switch's, in the top bar.
+        with page.expect_navigation():
+            page.click("main form button[type=submit]")
         return user
 
     return login

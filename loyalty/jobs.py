@@ -1,0 +1,74 @@
+"""RQ entry points of the loyalty app: thin, taking ids or ISO strings, safe to run twice."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from django.utils import timezone
+
+from loyalty.services.memberships import sync_memberships
+from loyalty.services.points import (
+    BatchResult,
+    award_points,
+    expire_points,
+    release_pending_points,
+    reverse_refunded_orders,
+)
+from loyalty.services.tiers import recompute_tiers
+
+# The name console.queues.DEFAULT gives the queue; spelled out because loyalty, a lower layer,
+# cannot import console.
+DEFAULT_QUEUE = "default"
+
+# Tiers
+
+
+def recompute_tiers_job(now_iso: str | None = None) -> dict[str, int]:
+    """Recompute every member's tier as of now_iso (an aware ISO date-time; empty: now)."""
+    now = dt.datetime.fromisoformat(now_iso) if now_iso else timezone.now()
+    return dataclasses.asdict(recompute_tiers(now=now))
+
+
+def sync_memberships_job() -> int:
+    """Give every customer without a membership one at the lowest tier."""
+    return sync_memberships(now=timezone.now())
+
+
+# Points
+# Each job runs one idempotent batch (see loyalty/services/earning.py): a retry, or two workers
+# running the same job, write nothing twice. They go on DEFAULT_QUEUE.
+
+
+def _points_now(now_iso: str | None) -> dt.datetime:
+    return dt.datetime.fromisoformat(now_iso) if now_iso else timezone.now()
+
+
+def _batch_summary(result: BatchResult) -> dict[str, int]:
+    return {
+        "batch_id": result.batch_id,
+        "entries_count": result.entries_count,
+        "points_total": result.points_total,
+    }
+
+
+def award_points_job(now_iso: str | None = None) -> dict[str, int]:
+    """Give new customers a membership, then earn points for orders and events up to now_iso."""
+    now = _points_now(now_iso)
+    sync_memberships(now=now)
+    return _batch_summary(award_points(now=now))
+
+
+def release_pending_points_job(now_iso: str | None = None) -> dict[str, int]:
+    """Make available the points of paid orders whose return window ended by now_iso."""
+    return _batch_summary(release_pending_points(now=_points_now(now_iso)))
+
+
+def reverse_refunded_orders_job(now_iso: str | None = None) -> dict[str, int]:
+    """Take back the points of orders refunded since the last run (run it after imports)."""
+    return _batch_summary(reverse_refunded_orders(now=_points_now(now_iso)))
+
+
+def expire_points_job(now_iso: str | None = None) -> dict[str, int]:
+    """Expire the points whose expiry has passed by now_iso (first in, first out)."""
+    return _batch_summary(expire_points(now=_points_now(now_iso)))

@@ -1,0 +1,1 @@
+"""Writes to loyalty data: tiers and memberships (tiers.py, memberships.py), points."""
