@@ -119,6 +119,11 @@ def run() -> int:
                 cwd=BASE_DIR, env=env,
             ),
             subprocess.Popen(
+                [sys.executable, "manage.py", "rqcron", "console.schedules",
+                 "--logging-level", "WARNING"],
+                cwd=BASE_DIR, env=env,
+            ),
+            subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "console.wsgi:application",
                  "--bind", f"127.0.0.1:{port}", "--workers", env.get("WEB_CONCURRENCY", "2"),
                  "--threads", "4", "--timeout", "120", "--access-logfile", "-"],

@@ -163,3 +163,6 @@ LOGGING = {
 
 # Yunying's own settings.
 INGEST_MAX_BATCH = int(env_str("INGEST_MAX_BATCH", "1000"))
+IMPORT_MAX_UPLOAD_BYTES = int(env_str("IMPORT_MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)))
+# Called after orders, events or customers are written (see customers/ingest/hooks.py).
+INGEST_LISTENERS = ["loyalty.jobs.on_ingested"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import django_rq
 from django.utils import timezone
 
 from loyalty.services.memberships import sync_memberships
@@ -72,3 +73,29 @@ def reverse_refunded_orders_job(now_iso: str | None = None) -> dict[str, int]:
 def expire_points_job(now_iso: str | None = None) -> dict[str, int]:
     """Expire the points whose expiry has passed by now_iso (first in, first out)."""
     return _batch_summary(expire_points(now=_points_now(now_iso)))
+
+
+# After ingest
+# settings.INGEST_LISTENERS names on_ingested: when orders, events or customers arrive, members
+# get their memberships and points within a minute, however many chunks or API batches arrived.
+
+CATCH_UP_DELAY = dt.timedelta(seconds=10)  # gathers a burst of API batches into one run
+CATCH_UP_PENDING_KEY = "yunying:loyalty:catch-up-pending"
+CATCH_UP_PENDING_TTL = 120  # seconds; a lost job (worker killed) frees the slot after this
+
+
+def catch_up_job() -> dict[str, int]:
+    """Memberships for new customers, points earned by new orders and events, refunds reversed."""
+    django_rq.get_connection(DEFAULT_QUEUE).delete(CATCH_UP_PENDING_KEY)
+    now = timezone.now()
+    sync_memberships(now=now)
+    earned = award_points(now=now)
+    reversed_ = reverse_refunded_orders(now=now)
+    return {"earned": earned.points_total, "reversed": reversed_.points_total}
+
+
+def on_ingested(kind: str, customer_ids: frozenset[int] | None) -> None:
+    """Schedule one catch_up_job unless one is already waiting (see CATCH_UP_DELAY)."""
+    connection = django_rq.get_connection(DEFAULT_QUEUE)
+    if connection.set(CATCH_UP_PENDING_KEY, kind, nx=True, ex=CATCH_UP_PENDING_TTL):
+        django_rq.get_queue(DEFAULT_QUEUE).enqueue_in(CATCH_UP_DELAY, catch_up_job)

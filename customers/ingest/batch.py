@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 
 from customers.ingest import store
+from customers.ingest.hooks import notify_ingested
 from customers.ingest.rows import EVENTS, ORDERS, Schema, parse_item
 
 BATCH_SCHEMAS: dict[str, Schema[Any]] = {schema.kind: schema for schema in (ORDERS, EVENTS)}
@@ -45,6 +46,7 @@ class BatchResult:
     received: int
     created: int = 0
     already_present: int = 0
+    updated: int = 0  # orders whose status changed (paid -> refunded)
     # Non-empty means the batch was rejected and nothing was written.
     errors: tuple[ItemError, ...] = ()
     # The customers whose rows this batch inserted, for follow-up work (metrics, segments).
@@ -58,6 +60,7 @@ class BatchResult:
         return {
             "received": self.received,
             "created": self.created,
+            "updated": self.updated,
             "already_present": self.already_present,
         }
 
@@ -105,10 +108,12 @@ def ingest_batch(*, kind: str, items: Sequence[object]) -> BatchResult:
             transaction.set_rollback(True)
             errors.sort(key=lambda error: error.index)
             return BatchResult(kind=kind, received=len(items), errors=tuple(errors))
+    notify_ingested(kind=kind, customer_ids=written.customer_ids)
     return BatchResult(
         kind=kind,
         received=len(items),
         created=written.inserted,
         already_present=written.unchanged,
+        updated=written.updated,
         customer_ids=frozenset(written.customer_ids),
     )

@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from customers.ingest.csv_import import ImportReport, import_file
+from customers.ingest.hooks import notify_ingested
 from customers.models import ImportKind, ImportRun, ImportStatus
 
 
@@ -51,6 +52,7 @@ def run_import(*, import_run_id: int) -> ImportRun:
             run.stored_path,
             is_strict=run.is_strict,
             create_missing_customers=run.create_missing_customers,
+            on_chunk_written=lambda ids: notify_ingested(kind=run.kind, customer_ids=ids),
         )
     except Exception as error:
         run.status = ImportStatus.FAILED
@@ -59,6 +61,9 @@ def run_import(*, import_run_id: int) -> ImportRun:
         run.save(update_fields=["status", "message", "finished_at"])
         raise
     _store_report(run, report)
+    if run.is_strict and report.status == ImportStatus.DONE and report.imported + report.updated:
+        # A strict import commits at its end, so its chunks were never announced one by one.
+        notify_ingested(kind=run.kind, customer_ids=None)
     return run
 
 

@@ -137,7 +137,7 @@ def test_key_in_x_api_key_header_is_accepted(
     response = post_json(client, ORDERS_URL, [order_item("O1")])
 
     assert response.status_code == 200
-    assert response.json() == {"received": 1, "created": 1, "already_present": 0}
+    assert response.json() == {"received": 1, "created": 1, "updated": 0, "already_present": 0}
 
 
 def test_logged_in_user_without_a_key_gets_401(
@@ -171,7 +171,7 @@ def test_order_batch_is_stored_with_exact_values(
     response = post_json(api_client, ORDERS_URL, items)
 
     assert response.status_code == 200
-    assert response.json() == {"received": 3, "created": 3, "already_present": 0}
+    assert response.json() == {"received": 3, "created": 3, "updated": 0, "already_present": 0}
     assert stored_orders() == [
         (
             "O1",
@@ -230,7 +230,7 @@ def test_event_batch_in_an_items_object_is_stored_with_exact_values(
     response = post_json(api_client, EVENTS_URL, body)
 
     assert response.status_code == 200
-    assert response.json() == {"received": 2, "created": 2, "already_present": 0}
+    assert response.json() == {"received": 2, "created": 2, "updated": 0, "already_present": 0}
     assert list(
         Event.objects.order_by("event_id").values_list(
             "event_id", "customer__external_id", "name", "occurred_at", "properties"
@@ -253,7 +253,7 @@ def test_empty_batch_is_accepted_and_writes_nothing(
     response = post_json(api_client, EVENTS_URL, {"items": []})
 
     assert response.status_code == 200
-    assert response.json() == {"received": 0, "created": 0, "already_present": 0}
+    assert response.json() == {"received": 0, "created": 0, "updated": 0, "already_present": 0}
 
 
 def test_trailing_slash_reaches_the_same_endpoint(
@@ -278,8 +278,22 @@ def test_replaying_a_batch_changes_nothing(
     response = post_json(api_client, ORDERS_URL, items)
 
     assert response.status_code == 200
-    assert response.json() == {"received": 2, "created": 0, "already_present": 2}
+    assert response.json() == {"received": 2, "created": 0, "updated": 0, "already_present": 2}
     assert stored_orders() == before
+
+
+def test_a_refund_posted_for_a_stored_order_changes_its_status(
+    customers: dict[str, Customer], api_client: Client
+) -> None:
+    post_json(api_client, ORDERS_URL, [order_item("O1", "C1")])
+
+    response = post_json(api_client, ORDERS_URL, [order_item("O1", "C1", status="refunded")])
+
+    assert response.status_code == 200
+    assert response.json() == {"received": 1, "created": 0, "updated": 1, "already_present": 0}
+    assert list(Order.objects.values_list("external_id", "status", "amount")) == [
+        ("O1", "refunded", Decimal("199.90"))
+    ]
 
 
 def test_ids_already_stored_are_skipped_and_new_ones_created(
@@ -292,7 +306,7 @@ def test_ids_already_stored_are_skipped_and_new_ones_created(
     )
 
     assert response.status_code == 200
-    assert response.json() == {"received": 2, "created": 1, "already_present": 1}
+    assert response.json() == {"received": 2, "created": 1, "updated": 0, "already_present": 1}
     assert list(Order.objects.order_by("external_id").values_list("external_id", "amount")) == [
         ("O1", Decimal("1.00")),
         ("O2", Decimal("199.90")),

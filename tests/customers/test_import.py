@@ -206,6 +206,36 @@ def test_reimporting_the_same_orders_file_changes_nothing(tmp_path: Path) -> Non
     assert list(Order.objects.order_by("pk").values()) == before
 
 
+@pytest.mark.usefixtures("two_customers")
+def test_a_reimported_order_marked_refunded_changes_only_its_status(tmp_path: Path) -> None:
+    import_file(
+        "orders", csv_file(tmp_path, ORDERS_HEADER, "O1,C1,2024-05-01,199.00,paid,app,美妆")
+    )
+    refund = csv_file(
+        tmp_path,
+        ORDERS_HEADER,
+        "O1,C1,2024-06-01,1.00,refunded,web,食品",
+        name="refunds.csv",
+    )
+
+    report = import_file("orders", refund)
+    again = import_file("orders", refund)
+
+    assert (report.imported, report.updated, report.unchanged) == (0, 1, 0)
+    assert (again.imported, again.updated, again.unchanged) == (0, 0, 1)
+    assert orders_in_db() == [
+        (
+            "O1",
+            "C1",
+            dt.datetime(2024, 4, 30, 16, 0, tzinfo=dt.UTC),
+            "199.00",
+            "refunded",
+            "app",
+            "美妆",
+        )
+    ]
+
+
 @pytest.mark.parametrize("chunk_rows", [1, 2, 3, 10_000])
 @pytest.mark.usefixtures("two_customers")
 def test_a_repeated_order_id_keeps_the_first_row_and_reports_the_others_across_chunks(
