@@ -321,6 +321,18 @@ def test_a_page_past_the_last_says_so_and_links_the_last_page(
     assert "Page 7" not in content
 
 
+def test_a_page_past_a_one_page_list_links_back_to_the_first(
+    operator_client: Client, four_customers: dict
+) -> None:
+    response = operator_client.get(LIST_URL, {"page": "3", "city": "Shanghai"})
+    content = response.content.decode()
+
+    assert shown_errors(response) == ["Page: There is no page 3: the list has 1 page."]
+    assert '<a href="/customers/?city=Shanghai" hx-get="/customers/?city=Shanghai"' in content
+    assert 'rel="first"' in content
+    assert 'rel="last"' not in content
+
+
 @pytest.mark.parametrize(
     ("query", "error"),
     [
@@ -706,15 +718,3 @@ def test_the_tag_actions_refuse_get(
     response = operator_client.get(reverse(url_name, args=args))
 
     assert response.status_code == 405
-
-
-def test_a_page_past_a_one_page_list_links_back_to_the_first(
-    operator_client: Client, four_customers: dict
-) -> None:
-    response = operator_client.get(LIST_URL, {"page": "3", "city": "Shanghai"})
-    content = response.content.decode()
-
-    assert shown_errors(response) == ["Page: There is no page 3: the list has 1 page."]
-    assert '<a href="/customers/?city=Shanghai" hx-get="/customers/?city=Shanghai"' in content
-    assert 'rel="first"' in content
-    assert 'rel="last"' not in content
