@@ -59,8 +59,10 @@ lock:
 
 # Compile the translations (needs GNU gettext); the compiled .mo files are committed.
 messages: install-dev
-	$(PY) manage.py makemessages -l zh_Hans -l en --ignore '.venv/*' --ignore 'var/*'
+	$(PY) manage.py makemessages -l zh_Hans --no-obsolete --ignore '.venv/*' --ignore 'var/*' \
+		--ignore 'bench/*' --ignore 'tests/*'
 	$(PY) manage.py compilemessages --ignore '.venv/*'
+	$(PY) -m console.i18n_check
 
 clean:
 	rm -rf $(VENV) var/staticfiles var/test_yunying.sqlite3

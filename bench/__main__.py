@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from bench import database, import_orders
+from bench import database, import_orders, loyalty
 from bench.context import Context, Options
 
 BENCHMARKS: dict[str, tuple[Callable[[Context], None], str]] = {
@@ -18,7 +18,17 @@ BENCHMARKS: dict[str, tuple[Callable[[Context], None], str]] = {
         import_orders.run,
         "CSV import of orders (import_file) against a bare COPY of the same file",
     ),
+    "tiers_recompute": (
+        loyalty.run_tiers_recompute,
+        "recompute_tiers on 1M members and 5M orders against a hand-written SQL",
+    ),
+    "points_award": (
+        loyalty.run_points_award,
+        "award_points, first run and catch-up, against a hand-written SQL",
+    ),
 }
+# Names that stand for several benchmarks.
+GROUPS: dict[str, list[str]] = {"loyalty": ["tiers_recompute", "points_award"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,21 +39,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default all)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument(
-        "--orders", type=_positive, default=Options.orders, help="default %(default)s"
+        "--orders",
+        type=_positive,
+        help=f"default {Options.orders:,} (loyalty: {loyalty.DEFAULT_ORDERS:,})",
     )
     parser.add_argument(
-        "--customers", type=_positive, default=Options.customers, help="default %(default)s"
+        "--customers",
+        type=_positive,
+        help=f"default {Options.customers:,} (loyalty: {loyalty.DEFAULT_CUSTOMERS:,})",
     )
     parser.add_argument("--seed", type=int, default=Options.seed, help="default %(default)s")
     args = parser.parse_args(argv)
     if args.list:
         for name, (_function, description) in BENCHMARKS.items():
             print(f"{name:20} {description}")
+        for name, members in GROUPS.items():
+            print(f"{name:20} {' and '.join(members)}")
         return 0
-    unknown = [name for name in args.names if name not in BENCHMARKS]
+    unknown = [name for name in args.names if name not in BENCHMARKS and name not in GROUPS]
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)} (see --list)")
-    options = Options(orders=args.orders, customers=args.customers, seed=args.seed)
+    names = [member for name in args.names for member in GROUPS.get(name, [name])]
+    given = frozenset(name for name in ("orders", "customers") if getattr(args, name) is not None)
+    options = Options(
+        orders=args.orders or Options.orders,
+        customers=args.customers or Options.customers,
+        seed=args.seed,
+        given=given,
+    )
     reason = database.why_not_available(options.database_url)
     if reason is not None:
         print(
@@ -52,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     context = Context(options)
-    for name in args.names or list(BENCHMARKS):
+    for name in dict.fromkeys(names or list(BENCHMARKS)):
         BENCHMARKS[name][0](context)
     return 0
 

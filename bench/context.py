@@ -20,6 +20,9 @@ class Options:
     customers: int = 200_000
     seed: int = 20240601
     database_url: str = field(default_factory=database.database_url)
+    # Which of orders and customers the user passed: a benchmark with sizes of its own (loyalty)
+    # uses theirs only when given.
+    given: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -30,6 +33,9 @@ class ChildRun:
     peak_rss_kib: int  # the process's resident-memory high-water mark
     rss_after_setup_kib: int
     result: dict[str, Any]
+    statements: int = 0  # SQL statements the operation ran
+    slowest: list[dict[str, Any]] = field(default_factory=list)  # {number, seconds, sql}
+    plans: dict[str, str] = field(default_factory=dict)  # by statement number (BENCH_EXPLAIN)
 
 
 class Context:
@@ -39,6 +45,8 @@ class Context:
         self.options = options
         self._has_database = False
         self._orders_path: Path | None = None
+        # What a benchmark module prepares once per run for its benchmarks, by its own key.
+        self.shared: dict[str, Any] = {}
 
     @property
     def url(self) -> str:
@@ -83,12 +91,21 @@ class Context:
         with database.connect(self.url) as connection:
             connection.execute("CHECKPOINT")
 
-    def run_child(self, operation: str, *args: str) -> ChildRun:
-        """Run one operation of bench/child.py in a new process and measure it."""
+    def run_child(
+        self,
+        operation: str,
+        *args: str,
+        url: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ChildRun:
+        """Run one operation of bench/child.py in a new process and measure it.
+
+        url: the database it works on (default the run's); env: more environment variables.
+        """
         started = time.perf_counter()
         process = subprocess.Popen(
             [sys.executable, "-m", "bench.child", operation, *args],
-            env=database.child_env(self.url),
+            env=database.child_env(url or self.url) | (env or {}),
             cwd=database.BASE_DIR,
             stdout=subprocess.PIPE,
         )
@@ -109,6 +126,9 @@ class Context:
             peak_rss_kib=usage.ru_maxrss,  # KiB on Linux
             rss_after_setup_kib=line["rss_after_setup_kib"],
             result=line["result"],
+            statements=line.get("statements", 0),
+            slowest=line.get("slowest", []),
+            plans=line.get("plans", {}),
         )
 
 

@@ -17,10 +17,10 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     path = request.path
     items = [
         ("customers", _("Customers"), reverse("customers:list")),
-        ("segments", _("Segments"), None),
+        ("segments", _("Segments"), reverse("segments:list")),
         ("campaigns", _("Campaigns"), None),
         ("reports", _("Reports"), None),
-        ("loyalty", _("Loyalty"), None),
+        ("loyalty", _("Loyalty"), reverse("loyalty:tiers")),
     ]
     nav = [
         {"key": key, "label": label, "url": url, "active": bool(url and path.startswith(url))}

@@ -16,6 +16,8 @@ OPERATOR_EDITS = {
     ("customers", "customer"),
     ("customers", "tag"),
     ("customers", "customertag"),
+    ("segments", "segment"),
+    ("segments", "tagrule"),
 }
 # Beyond reading everything, managers may do these (approving campaigns lands with campaigns).
 MANAGER_EXTRA: set[tuple[str, str]] = set()

@@ -7,12 +7,19 @@ comments give the time in Asia/Shanghai (UTC+8).
 
 from rq import cron
 
-from console.queues import DEFAULT
+from console.queues import DEFAULT, SEGMENTS
+from customers.jobs import recompute_metrics_job
 from loyalty.jobs import (
     catch_up_job,
     expire_points_job,
     recompute_tiers_job,
     release_pending_points_job,
+)
+from segments.jobs import (
+    apply_tag_rules_job,
+    prune_segment_history_job,
+    refresh_all_dynamic_segments_job,
+    refresh_due_segments_job,
 )
 
 # A safety net under the after-ingest trigger (loyalty.jobs.on_ingested): orders that reached the
@@ -26,3 +33,17 @@ cron.register(expire_points_job, DEFAULT, cron="10 16 * * *", name="points-expir
 cron.register(
     recompute_tiers_job, DEFAULT, cron="30 18 * * *", name="tiers-recompute", job_timeout=3600
 )
+
+# 01:30 local: every customer's metrics (RFM, lifecycle...) as of the new day; ingest keeps the
+# touched customers' metrics fresh in between (segments.jobs.on_ingested).
+cron.register(
+    recompute_metrics_job, DEFAULT, cron="30 17 * * *", name="metrics-nightly", job_timeout=3600
+)
+# 02:00 local: every dynamic segment against the fresh metrics.
+cron.register(
+    refresh_all_dynamic_segments_job, SEGMENTS, cron="0 18 * * *", name="segments-nightly"
+)
+# Each dynamic segment on its own interval (hourly by default; a segment sets its own).
+cron.register(refresh_due_segments_job, SEGMENTS, interval=60, name="segments-due")
+cron.register(apply_tag_rules_job, SEGMENTS, interval=15 * 60, name="tag-rules")
+cron.register(prune_segment_history_job, SEGMENTS, cron="0 20 * * *", name="segments-prune")

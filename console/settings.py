@@ -126,10 +126,20 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env_str("TIME_ZONE", "Asia/Shanghai")
 USE_I18N = True
 USE_TZ = True
+# Django's zh_Hans groups by 4 with no separator (121755.59); the console groups by 3 with commas
+# in both languages. Numbers in HTML attributes or scripts need |unlocalize (ids, counts for JS).
+USE_THOUSAND_SEPARATOR = True
+FORMAT_MODULE_PATH = ["console.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # static/vendor/plotly.min.js, from the installed plotly package (see console/staticfiles.py).
+    "console.staticfiles.PlotlyFinder",
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -165,4 +175,4 @@ LOGGING = {
 INGEST_MAX_BATCH = int(env_str("INGEST_MAX_BATCH", "1000"))
 IMPORT_MAX_UPLOAD_BYTES = int(env_str("IMPORT_MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)))
 # Called after orders, events or customers are written (see customers/ingest/hooks.py).
-INGEST_LISTENERS = ["loyalty.jobs.on_ingested"]
+INGEST_LISTENERS = ["loyalty.jobs.on_ingested", "segments.jobs.on_ingested"]

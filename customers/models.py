@@ -244,3 +244,161 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class ValueTier(models.TextChoices):
+    HIGH = "high", _("High value")
+    POTENTIAL = "potential", _("Potential")
+    LOW = "low", _("Low value")
+    UNCLASSIFIED = "unclassified", _("Unclassified")
+
+
+class LifecycleStage(models.TextChoices):
+    NEW = "new", _("New")
+    ACTIVE = "active", _("Active")
+    SILENT = "silent", _("Silent")
+    LAPSED = "lapsed", _("Lapsed")
+    PROSPECT = "prospect", _("Prospect")
+
+
+class SilentLevel(models.TextChoices):
+    LIGHT = "light", _("Lightly silent")
+    MEDIUM = "medium", _("Medium silent")
+    HEAVY = "heavy", _("Heavily silent")
+
+
+class CustomerMetrics(models.Model):
+    """One row per customer, written only by customers.metrics.recompute_metrics (set-based SQL).
+
+    Definitions live in that module's docstring. silent_level is "" unless lifecycle_stage is
+    "silent"; the RFM scores are null for customers without a paid order.
+    """
+
+    customer = models.OneToOneField(
+        Customer, on_delete=models.CASCADE, primary_key=True, related_name="metrics"
+    )
+    orders_count = models.IntegerField(_("paid orders"), default=0)
+    spend_total = models.DecimalField(
+        _("total spend (yuan)"), max_digits=14, decimal_places=2, default=0
+    )
+    first_order_at = models.DateTimeField(_("first order at"), null=True, blank=True)
+    last_order_at = models.DateTimeField(_("last order at"), null=True, blank=True)
+    days_since_last_order = models.IntegerField(_("days since last order"), null=True, blank=True)
+    orders_30d = models.IntegerField(_("orders in 30 days"), default=0)
+    spend_30d = models.DecimalField(
+        _("spend in 30 days (yuan)"), max_digits=14, decimal_places=2, default=0
+    )
+    orders_90d = models.IntegerField(_("orders in 90 days"), default=0)
+    spend_90d = models.DecimalField(
+        _("spend in 90 days (yuan)"), max_digits=14, decimal_places=2, default=0
+    )
+    orders_180d = models.IntegerField(_("orders in 180 days"), default=0)
+    spend_180d = models.DecimalField(
+        _("spend in 180 days (yuan)"), max_digits=14, decimal_places=2, default=0
+    )
+    orders_365d = models.IntegerField(_("orders in 365 days"), default=0)
+    spend_365d = models.DecimalField(
+        _("spend in 365 days (yuan)"), max_digits=14, decimal_places=2, default=0
+    )
+    avg_order_value = models.DecimalField(
+        _("average order value (yuan)"), max_digits=12, decimal_places=2, null=True, blank=True
+    )
+    rfm_r = models.PositiveSmallIntegerField(_("RFM recency score"), null=True, blank=True)
+    rfm_f = models.PositiveSmallIntegerField(_("RFM frequency score"), null=True, blank=True)
+    rfm_m = models.PositiveSmallIntegerField(_("RFM monetary score"), null=True, blank=True)
+    value_tier = models.CharField(
+        _("value tier"), max_length=12, choices=ValueTier.choices, default=ValueTier.UNCLASSIFIED
+    )
+    lifecycle_stage = models.CharField(
+        _("lifecycle stage"),
+        max_length=10,
+        choices=LifecycleStage.choices,
+        default=LifecycleStage.PROSPECT,
+    )
+    silent_level = models.CharField(
+        _("silent level"), max_length=6, choices=SilentLevel.choices, blank=True, default=""
+    )
+    last_active_at = models.DateTimeField(_("last active at"), null=True, blank=True)
+    computed_as_of = models.DateTimeField(_("computed as of"))
+
+    class Meta:
+        verbose_name = _("customer metrics")
+        verbose_name_plural = _("customer metrics")
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(rfm_r__isnull=True, rfm_f__isnull=True, rfm_m__isnull=True)
+                    | Q(rfm_r__range=(1, 5), rfm_f__range=(1, 5), rfm_m__range=(1, 5))
+                ),
+                name="metrics_rfm_scores_1_to_5",
+            ),
+        ]
+        # Only what segment filters use: each index is one more write per customer per
+        # recompute, and the recompute rewrites every row nightly.
+        indexes = [
+            models.Index(fields=["lifecycle_stage"], name="metrics_lifecycle_idx"),
+            models.Index(fields=["value_tier"], name="metrics_value_tier_idx"),
+            models.Index(fields=["last_order_at"], name="metrics_last_order_idx"),
+            models.Index(fields=["spend_total"], name="metrics_spend_total_idx"),
+            models.Index(fields=["spend_90d"], name="metrics_spend_90d_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"metrics of {self.customer_id}"
+
+
+class MetricsSettings(models.Model):
+    """The value-tier thresholds operators may edit (one row, pk 1), and the RFM breakpoints of
+    the last full recompute, which incremental recomputes score touched customers against."""
+
+    high_max_days = models.PositiveIntegerField(
+        _("high value: last order within (days)"), default=30
+    )
+    high_min_orders = models.PositiveIntegerField(_("high value: at least (orders)"), default=3)
+    high_min_spend = models.DecimalField(
+        _("high value: at least (yuan)"), max_digits=14, decimal_places=2, default=500
+    )
+    potential_max_days = models.PositiveIntegerField(
+        _("potential: last order within (days)"), default=30
+    )
+    potential_min_orders = models.PositiveIntegerField(_("potential: at least (orders)"), default=1)
+    potential_max_orders = models.PositiveIntegerField(_("potential: at most (orders)"), default=2)
+    potential_min_spend = models.DecimalField(
+        _("potential: at least (yuan)"), max_digits=14, decimal_places=2, default=200
+    )
+    potential_max_spend = models.DecimalField(
+        _("potential: less than (yuan)"), max_digits=14, decimal_places=2, default=500
+    )
+    low_min_days = models.PositiveIntegerField(
+        _("low value: last order at least (days ago)"), default=90
+    )
+    low_max_orders = models.PositiveIntegerField(_("low value: at most (orders)"), default=1)
+    low_max_spend = models.DecimalField(
+        _("low value: less than (yuan)"), max_digits=14, decimal_places=2, default=200
+    )
+    # Written by full recomputes only: {"r": [4 day counts], "f": [...], "m": [...]}.
+    rfm_breakpoints = models.JSONField(
+        _("RFM breakpoints"), default=dict, blank=True, editable=False
+    )
+    last_full_run_as_of = models.DateTimeField(
+        _("last full recompute as of"), null=True, blank=True, editable=False
+    )
+    last_full_run_at = models.DateTimeField(
+        _("last full recompute finished at"), null=True, blank=True, editable=False
+    )
+    last_full_run_ms = models.PositiveIntegerField(
+        _("last full recompute took (ms)"), null=True, blank=True, editable=False
+    )
+    last_full_run_customers = models.PositiveIntegerField(
+        _("customers in the last full recompute"), default=0, editable=False
+    )
+
+    class Meta:
+        verbose_name = _("metrics settings")
+        verbose_name_plural = _("metrics settings")
+        constraints = [
+            models.CheckConstraint(condition=Q(pk=1), name="metrics_settings_singleton"),
+        ]
+
+    def __str__(self) -> str:
+        return str(_("metrics settings"))

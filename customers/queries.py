@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING
 from django.db import connection
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 
-from customers.models import Customer, CustomerTag, Event, ImportRun, Order, OrderStatus, Tag
+from customers.models import (
+    Customer,
+    CustomerMetrics,
+    CustomerTag,
+    Event,
+    ImportRun,
+    Order,
+    OrderStatus,
+    Tag,
+)
 
 if TYPE_CHECKING:
     from customers.filters import CustomerFilterSet
@@ -310,3 +319,8 @@ def get_dashboard_figures(*, now: dt.datetime) -> DashboardFigures:
             ]
         ),
     )
+
+
+def get_customer_metrics(customer_id: int) -> CustomerMetrics | None:
+    """The customer's metrics row from the last recompute (None before the first one)."""
+    return CustomerMetrics.objects.filter(pk=customer_id).first()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +41,8 @@ class Column:
     next_is_descending: bool = False
 
 
-# The list's columns in order; sortable ones name their sort key (see filters.SORTS).
-# Later issues add tier and lifecycle columns here and in customer_list_results.html.
+# The list's columns in order; sortable ones name their sort key (see filters.SORTS). Apps above
+# this one add columns through customer_list's extra_columns and extra_cells_template.
 COLUMNS: list[tuple[str, Any, bool]] = [
     ("name", gettext_lazy("Name"), True),
     ("external_id", gettext_lazy("External id"), True),
@@ -75,11 +76,13 @@ def _list_url(params: QueryDict, **changes: str | int | None) -> str:
     return reverse("customers:list") + (f"?{encoded}" if encoded else "")
 
 
-def _columns(params: QueryDict, current_sort: str) -> list[Column]:
+def _columns(
+    params: QueryDict, current_sort: str, extra_columns: Sequence[tuple[str, Any]] = ()
+) -> list[Column]:
     current_key = current_sort.lstrip("-")
     is_descending = current_sort.startswith("-")
     columns = []
-    for key, label, sortable in COLUMNS:
+    for key, label, sortable in [*COLUMNS, *((key, label, False) for key, label in extra_columns)]:
         if not sortable:
             columns.append(Column(key=key, label=label))
             continue
@@ -105,8 +108,17 @@ def _columns(params: QueryDict, current_sort: str) -> list[Column]:
 @require_GET
 @permission_required("customers.view_customer", raise_exception=True)
 @vary_on_headers("HX-Request", "HX-Target")
-def customer_list(request: HttpRequest) -> HttpResponse:
-    filterset = CustomerFilterSet(data=request.GET)
+def customer_list(
+    request: HttpRequest,
+    *,
+    filterset_class: type[CustomerFilterSet] = CustomerFilterSet,
+    extra_columns: Sequence[tuple[str, Any]] = (),
+    extra_cells_template: str = "",
+) -> HttpResponse:
+    """The customer list. The console composes it with the apps above this one: a FilterSet
+    that extends CustomerFilterSet (its extra filters are shown after the base ones), columns
+    (key, label; not sortable) and a template of their cells, included in every row."""
+    filterset = filterset_class(data=request.GET)
     page_form = PageForm(data=request.GET)
     page = list_customers(filterset=filterset, page_number=page_form.page_number())
     params = request.GET
@@ -123,7 +135,13 @@ def customer_list(request: HttpRequest) -> HttpResponse:
         "form": filterset.form,
         "page": page,
         "page_errors": page_errors,
-        "columns": _columns(params, filterset.current_sort),
+        "columns": _columns(params, filterset.current_sort, extra_columns),
+        "extra_filter_fields": [
+            filterset.form[name]
+            for name in filterset.form.fields
+            if name not in CustomerFilterSet.base_filters
+        ],
+        "extra_cells_template": extra_cells_template,
         "current_sort": filterset.current_sort if params.get("sort") else "",
         "previous_url": (
             _list_url(params, page=page.number - 1)

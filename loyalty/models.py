@@ -81,6 +81,7 @@ class Tier(models.Model):
     )
     min_orders = models.PositiveIntegerField(_("minimum orders"), default=0)
     discount_percent = models.DecimalField(
+        # xgettext:no-python-format
         _("discount (% off)"),
         max_digits=4,
         decimal_places=1,

@@ -205,3 +205,33 @@ def check_points_ledger() -> LedgerCheck:
             for customer_id, balance, pending, ledger_balance, ledger_pending in cursor.fetchall()
         ]
     return LedgerCheck(members_checked=Membership.objects.count(), mismatches=mismatches)
+
+
+# The field's rule of thumb for points programmes: about a third of the points issued should be
+# used; far below that, members do not value the points (or cannot use them).
+POINTS_USAGE_TARGET = Decimal("0.30")
+
+
+@dataclass(frozen=True)
+class PointsTotals:
+    issued: int
+    redeemed: int
+    expired: int
+    usage_rate: Decimal | None  # redeemed / issued over all the months, 4 places
+
+    def is_below(self, target: Decimal = POINTS_USAGE_TARGET) -> bool:
+        return self.usage_rate is not None and self.usage_rate < target
+
+
+def sum_points_months(months: list[MonthPoints]) -> PointsTotals:
+    """The totals of get_points_overview's months, with the overall usage rate."""
+    issued = sum(month.issued for month in months)
+    redeemed = sum(month.redeemed for month in months)
+    return PointsTotals(
+        issued=issued,
+        redeemed=redeemed,
+        expired=sum(month.expired for month in months),
+        usage_rate=(
+            (Decimal(redeemed) / Decimal(issued)).quantize(Decimal("0.0001")) if issued else None
+        ),
+    )

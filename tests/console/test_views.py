@@ -12,6 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from customers.models import ImportRun
+from loyalty.models import LoyaltySettings, Membership, PointsEntry, Tier, TierChange
 from tests.factories import SHANGHAI
 
 
@@ -123,13 +124,15 @@ def test_the_home_page_of_an_empty_shop_says_there_are_no_imports(
     assert "No imports yet." in content
 
 
-def test_the_navigation_links_customers_and_shows_the_sections_still_to_come(
+def test_the_navigation_links_customers_segments_and_loyalty_and_shows_the_sections_to_come(
     operator_client: Client,
 ) -> None:
     content = operator_client.get("/customers/").content.decode()
 
     assert '<a href="/customers/" aria-current="page" data-nav="customers">Customers</a>' in content
-    for key in ("segments", "campaigns", "reports", "loyalty"):
+    assert '<a href="/segments/" data-nav="segments">Segments</a>' in content
+    assert '<a href="/loyalty/" data-nav="loyalty">Loyalty</a>' in content
+    for key in ("campaigns", "reports"):
         assert f'aria-disabled="true" title="coming soon" data-nav="{key}"' in content
 
 
@@ -315,9 +318,10 @@ def test_the_360_page_costs_the_same_queries_however_long_the_history(
         event_factory(customer=customer)
     operator_client.get("/")
 
-    # session, user, customer, tags, order totals, orders, events, tag suggestions, groups (role
-    # badge), the user's and the groups' permissions (masking, tag forms).
-    with django_assert_num_queries(11):
+    # session, user, customer, tags, order totals, orders, events, tag suggestions, membership,
+    # loyalty settings, points entries, tier changes, groups (role badge), the user's and the
+    # groups' permissions (masking, tag forms, points forms).
+    with django_assert_num_queries(15):
         response = operator_client.get(f"/customers/{customer.pk}/")
 
     assert len(table_rows(section(response.content.decode(), "customer-orders"))) == history
@@ -471,3 +475,457 @@ def test_a_user_without_a_role_still_sees_the_home_page(make_user: Any) -> None:
 
     assert response.status_code == 200
     assert 'data-testid="current-role"' not in response.content.decode()
+
+
+# --- customer 360: membership, points and tier history (loyalty) ------------------------------
+
+
+MEMBERSHIP_HTMX = {"HX-Request": "true", "HX-Target": "customer-membership"}
+KEY = "0123456789abcdef0123456789abcdef"
+
+
+def _ledger_entry(
+    customer: Any, key: str, kind: str, delta: int, when: dt.datetime, **fields: Any
+) -> Any:
+    return PointsEntry.objects.create(
+        customer=customer,
+        kind=kind,
+        bucket=fields.pop("bucket", "available"),
+        delta=delta,
+        idempotency_key=key,
+        effective_at=when,
+        **fields,
+    )
+
+
+@pytest.fixture
+def member_wang(wang: Any) -> Any:
+    normal, silver = Tier.objects.get(code="normal"), Tier.objects.get(code="silver")
+    Membership.objects.create(
+        customer=wang,
+        tier=silver,
+        tier_since=at(2024, 3, 2, 3, 0),
+        below_tier_since=at(2024, 6, 1, 9, 0),
+        points_balance=1250,
+        pending_points=35,
+        joined_at=wang.registered_at,
+    )
+    TierChange.objects.create(
+        customer=wang,
+        from_tier=None,
+        to_tier=normal,
+        reason="joined",
+        spend=Decimal("0"),
+        orders_count=0,
+        window_days=365,
+        changed_at=at(2024, 1, 10, 9, 30),
+    )
+    TierChange.objects.create(
+        customer=wang,
+        from_tier=normal,
+        to_tier=silver,
+        reason="upgrade",
+        spend=Decimal("1299.00"),
+        orders_count=1,
+        window_days=365,
+        changed_at=at(2024, 3, 2, 3, 0),
+    )
+    _ledger_entry(
+        wang,
+        "order:1:earn",
+        "order_earn",
+        1299,
+        at(2024, 3, 1, 20, 15),
+        bucket="pending",
+        expires_at=at(2026, 1, 1, 0, 0),
+    )
+    _ledger_entry(wang, "order:1:release:pending", "order_release", -1299, at(2024, 3, 8, 20, 15),
+                  bucket="pending")  # fmt: skip
+    _ledger_entry(wang, "order:1:release:available", "order_release", 1299, at(2024, 3, 8, 20, 15),
+                  expires_at=at(2026, 1, 1, 0, 0))  # fmt: skip
+    _ledger_entry(wang, "redeem:1", "redeem", -100, at(2024, 5, 20, 10, 0), reason="兑换优惠券")
+    _ledger_entry(wang, "adjust:1", "adjust", 51, at(2024, 6, 14, 21, 5), reason="客服补偿",
+                  expires_at=at(2026, 1, 1, 0, 0))  # fmt: skip
+    _ledger_entry(wang, "order:2:earn", "order_earn", 35, at(2024, 6, 14, 21, 0),
+                  bucket="pending", expires_at=at(2026, 1, 1, 0, 0))  # fmt: skip
+    return wang
+
+
+@pytest.mark.parametrize("role_client", ["operator_client", "manager_client", "admin_client_role"])
+def test_the_360_page_shows_the_membership_card_to_every_role(
+    request: pytest.FixtureRequest, member_wang: Any, role_client: str
+) -> None:
+    client: Client = request.getfixturevalue(role_client)
+
+    content = client.get(f"/customers/{member_wang.pk}/").content.decode()
+
+    assert by_testid(content, "membership-facts").startswith(
+        "Tier Silver Tier since 2024-03-02 03:00 Grace period Below this tier since 2024-06-01; "
+        "moves down after 2024-07-01 09:00 unless back at the tier's level. "
+        "Points balance 1,250 worth ¥12.50 Pending points 35 Member since 2024-01-10"
+    )
+    assert '<rect width="12" height="12" rx="3" fill="#a7b4c2"/>' in section(
+        content, "customer-membership"
+    )
+
+
+def test_the_membership_card_of_a_member_without_grace_has_no_grace_line(
+    operator_client: Client, member_wang: Any
+) -> None:
+    Membership.objects.filter(customer=member_wang).update(below_tier_since=None)
+
+    content = operator_client.get(f"/customers/{member_wang.pk}/").content.decode()
+
+    assert 'data-testid="membership-grace"' not in content
+    assert by_testid(content, "membership-balance") == "1,250 worth ¥12.50"
+
+
+def test_the_grace_period_ends_by_the_settings(operator_client: Client, member_wang: Any) -> None:
+    LoyaltySettings.objects.filter(pk=1).update(downgrade_grace_days=10)
+
+    content = operator_client.get(f"/customers/{member_wang.pk}/").content.decode()
+
+    assert by_testid(content, "membership-grace") == (
+        "Below this tier since 2024-06-01; moves down after 2024-06-11 09:00 unless back at the "
+        "tier's level."
+    )
+
+
+def test_the_360_page_shows_the_points_ledger_newest_first(
+    operator_client: Client, member_wang: Any
+) -> None:
+    ledger = section(
+        operator_client.get(f"/customers/{member_wang.pk}/").content.decode(), "customer-points"
+    )
+
+    assert table_rows(ledger) == [
+        [
+            "2024-06-14 21:05",
+            "Manual adjustment",
+            "+51",
+            "Available",
+            "客服补偿",
+            "2026-01-01 00:00",
+        ],
+        ["2024-06-14 21:00", "Order", "+35", "Pending", "—", "2026-01-01 00:00"],
+        ["2024-05-20 10:00", "Redeemed", "-100", "Available", "兑换优惠券", "—"],
+        [
+            "2024-03-08 20:15",
+            "Return window passed",
+            "+1,299",
+            "Available",
+            "—",
+            "2026-01-01 00:00",
+        ],
+        ["2024-03-08 20:15", "Return window passed", "-1,299", "Pending", "—", "—"],
+        ["2024-03-01 20:15", "Order", "+1,299", "Pending", "—", "2026-01-01 00:00"],
+    ]
+    assert "The latest 50 entries are shown." not in ledger
+
+
+def test_the_ledger_shows_the_latest_50_entries(operator_client: Client, member_wang: Any) -> None:
+    for number in range(50):
+        _ledger_entry(member_wang, f"sign:{number}", "event_earn", 1, at(2024, 7, 1, 8, number))
+
+    ledger = section(
+        operator_client.get(f"/customers/{member_wang.pk}/").content.decode(), "customer-points"
+    )
+
+    rows = table_rows(ledger)
+    assert len(rows) == 50
+    assert rows[0][:3] == ["2024-07-01 08:49", "Activity", "+1"]
+    assert rows[-1][:3] == ["2024-07-01 08:00", "Activity", "+1"]
+    assert "The latest 50 entries are shown." in ledger
+
+
+def test_the_360_page_shows_the_tier_history_newest_first(
+    operator_client: Client, member_wang: Any
+) -> None:
+    history = section(
+        operator_client.get(f"/customers/{member_wang.pk}/").content.decode(),
+        "customer-tier-history",
+    )
+
+    assert table_rows(history) == [
+        ["2024-03-02 03:00", "Normal", "Silver", "Upgrade", "¥1,299.00", "1"],
+        ["2024-01-10 09:30", "—", "Normal", "Joined", "¥0.00", "0"],
+    ]
+
+
+def test_the_360_page_of_a_customer_who_is_not_a_member_yet_says_so(
+    admin_client_role: Client, wang: Any
+) -> None:
+    content = admin_client_role.get(f"/customers/{wang.pk}/").content.decode()
+
+    assert "Not a member yet" in section(content, "customer-membership")
+    assert 'class="points-adjust' not in content
+    assert "No points yet." in content
+    assert "No tier changes yet." in content
+
+
+@pytest.mark.parametrize(
+    ("role_client", "has_forms"),
+    [("operator_client", False), ("manager_client", False), ("admin_client_role", True)],
+    ids=["operator", "manager", "admin"],
+)
+def test_only_admins_get_the_adjust_and_redeem_forms(
+    request: pytest.FixtureRequest, member_wang: Any, role_client: str, has_forms: bool
+) -> None:
+    client: Client = request.getfixturevalue(role_client)
+
+    content = client.get(f"/customers/{member_wang.pk}/").content.decode()
+
+    assert ('class="points-adjust stacked"' in content) is has_forms
+    assert ('class="points-redeem stacked"' in content) is has_forms
+
+
+def _points_state(customer: Any) -> tuple[int, int, int]:
+    membership = Membership.objects.get(customer=customer)
+    return membership.points_balance, membership.pending_points, PointsEntry.objects.count()
+
+
+@pytest.mark.parametrize("role_client", ["operator_client", "manager_client"])
+@pytest.mark.parametrize("action", ["adjust", "redeem"])
+def test_operators_and_managers_may_not_adjust_or_redeem_points(
+    request: pytest.FixtureRequest, member_wang: Any, role_client: str, action: str
+) -> None:
+    client: Client = request.getfixturevalue(role_client)
+    before = _points_state(member_wang)
+
+    response = client.post(
+        f"/customers/{member_wang.pk}/points/{action}/",
+        {"delta": "100", "points": "100", "reason": "test"},
+        headers=MEMBERSHIP_HTMX,
+    )
+
+    assert response.status_code == 403
+    assert _points_state(member_wang) == before
+
+
+def test_an_admin_adds_points_and_sees_the_card_and_the_ledger_updated(
+    admin_client_role: Client, admin_user: Any, member_wang: Any
+) -> None:
+    response = admin_client_role.post(
+        f"/customers/{member_wang.pk}/points/adjust/",
+        {"delta": "100", "reason": " 活动 补偿 ", "key": KEY},
+        headers=MEMBERSHIP_HTMX,
+    )
+    content = response.content.decode()
+
+    assert response.status_code == 200
+    assert content.lstrip().startswith('<section id="customer-membership"')
+    assert by_testid(content, "points-done") == "Added 100 points."
+    assert by_testid(content, "membership-balance") == "1,350 worth ¥13.50"
+    ledger = re.search(
+        r'<section id="customer-points"[^>]*hx-swap-oob="true".*?</section>', content, re.S
+    )
+    assert ledger is not None
+    assert table_rows(ledger.group(0))[0][1:5] == [
+        "Manual adjustment",
+        "+100",
+        "Available",
+        "活动 补偿",
+    ]
+    entry = PointsEntry.objects.get(idempotency_key=f"adjust:{KEY}")
+    assert (entry.delta, entry.reason, entry.created_by) == (100, "活动 补偿", admin_user)
+    assert _points_state(member_wang)[:2] == (1350, 35)
+    assert f'name="key" value="{KEY}"' not in content
+
+
+def test_an_adjustment_sent_twice_with_its_key_counts_once(
+    admin_client_role: Client, member_wang: Any
+) -> None:
+    data = {"delta": "-50", "reason": "纠错", "key": KEY}
+
+    first = admin_client_role.post(
+        f"/customers/{member_wang.pk}/points/adjust/", data, headers=MEMBERSHIP_HTMX
+    )
+    second = admin_client_role.post(
+        f"/customers/{member_wang.pk}/points/adjust/", data, headers=MEMBERSHIP_HTMX
+    )
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert by_testid(second.content.decode(), "points-done") == "Took away 50 points."
+    assert PointsEntry.objects.filter(kind="adjust", reason="纠错").count() == 1
+    assert _points_state(member_wang)[0] == 1200
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "error"),
+    [
+        ({"delta": "100", "reason": "  "}, "reason", "Enter a reason."),
+        ({"delta": "", "reason": "x"}, "delta", "Enter a number of points."),
+        ({"delta": "1.5", "reason": "x"}, "delta", "Enter a whole number of points."),
+        ({"delta": "0", "reason": "x"}, "delta", "Enter a number of points other than 0."),
+        (
+            {"delta": "-5000", "reason": "x"},
+            "delta",
+            "Not enough points: the balance is 1250 and 5000 were requested.",
+        ),
+        (
+            {"delta": "100", "reason": "长" * 256},
+            "reason",
+            "A reason has at most 255 characters; this one has 256.",
+        ),
+        (
+            {"delta": "200000000", "reason": "x"},
+            "delta",
+            "At most 100000000 points at once.",
+        ),
+    ],
+    ids=[
+        "no-reason",
+        "no-points",
+        "not-whole",
+        "zero",
+        "more-than-the-balance",
+        "long-reason",
+        "huge",
+    ],
+)
+def test_a_bad_adjustment_is_a_422_with_the_error_on_the_form_and_nothing_written(
+    admin_client_role: Client, member_wang: Any, data: dict[str, str], field: str, error: str
+) -> None:
+    before = _points_state(member_wang)
+
+    response = admin_client_role.post(
+        f"/customers/{member_wang.pk}/points/adjust/", {**data, "key": KEY}, headers=MEMBERSHIP_HTMX
+    )
+    content = response.content.decode()
+
+    assert response.status_code == 422
+    form = re.search(r'<form class="points-adjust.*?</form>', content, re.S)
+    assert form is not None
+    assert re.findall(
+        rf'data-field="{field}">.*?<p class="field-error" role="alert">(.*?)</p>',
+        form.group(0),
+        re.S,
+    ) == [error]
+    assert 'aria-invalid="true"' in form.group(0)
+    assert _points_state(member_wang) == before
+    assert "hx-swap-oob" not in content
+
+
+def test_an_admin_redeems_points_and_sees_what_they_are_worth(
+    admin_client_role: Client, member_wang: Any
+) -> None:
+    response = admin_client_role.post(
+        f"/customers/{member_wang.pk}/points/redeem/",
+        {"points": "555", "reason": "兑换 5 元券", "key": KEY},
+        headers=MEMBERSHIP_HTMX,
+    )
+    content = response.content.decode()
+
+    assert response.status_code == 200
+    assert by_testid(content, "points-done") == "Redeemed 555 points, worth ¥5.55."
+    assert by_testid(content, "membership-balance") == "695 worth ¥6.95"
+    entry = PointsEntry.objects.get(idempotency_key=f"redeem:{KEY}")
+    assert (entry.kind, entry.delta, entry.reason) == ("redeem", -555, "兑换 5 元券")
+
+
+@pytest.mark.parametrize(
+    ("points", "error"),
+    [
+        ("1251", "Not enough points: the balance is 1250 and 1251 were requested."),
+        ("-5", "Enter a number of points greater than 0."),
+        ("abc", "Enter a whole number of points."),
+    ],
+    ids=["more-than-the-balance", "negative", "not-a-number"],
+)
+def test_a_bad_redemption_is_a_422_with_the_error_on_the_form_and_nothing_written(
+    admin_client_role: Client, member_wang: Any, points: str, error: str
+) -> None:
+    before = _points_state(member_wang)
+
+    response = admin_client_role.post(
+        f"/customers/{member_wang.pk}/points/redeem/",
+        {"points": points, "key": KEY},
+        headers=MEMBERSHIP_HTMX,
+    )
+    content = response.content.decode()
+
+    assert response.status_code == 422
+    form = re.search(r'<form class="points-redeem.*?</form>', content, re.S)
+    assert form is not None
+    assert re.findall(
+        r'data-field="points">.*?<p class="field-error" role="alert">(.*?)</p>', form.group(0), re.S
+    ) == [error]
+    assert _points_state(member_wang) == before
+
+
+def test_without_htmx_an_adjustment_redirects_back_with_a_message(
+    admin_client_role: Client, member_wang: Any
+) -> None:
+    response = admin_client_role.post(
+        f"/customers/{member_wang.pk}/points/adjust/",
+        {"delta": "1", "reason": "补签"},
+        follow=True,
+    )
+
+    assert response.redirect_chain == [(f"/customers/{member_wang.pk}/", 302)]
+    assert '<p class="message message-success">Added 1 point.</p>' in response.content.decode()
+    assert _points_state(member_wang)[0] == 1251
+
+
+def test_without_htmx_a_bad_redemption_shows_the_whole_page_with_the_error(
+    admin_client_role: Client, member_wang: Any
+) -> None:
+    response = admin_client_role.post(
+        f"/customers/{member_wang.pk}/points/redeem/", {"points": "99999"}
+    )
+    content = response.content.decode()
+
+    assert response.status_code == 422
+    assert by_testid(content, "customer-name") == "王芳"
+    assert "Not enough points: the balance is 1250 and 99999 were requested." in content
+    assert 'name="points" value="99999"' in content
+
+
+def test_adjusting_a_customer_who_is_not_a_member_says_so(
+    admin_client_role: Client, wang: Any
+) -> None:
+    response = admin_client_role.post(
+        f"/customers/{wang.pk}/points/adjust/",
+        {"delta": "5", "reason": "x"},
+        headers=MEMBERSHIP_HTMX,
+    )
+
+    assert response.status_code == 422
+    assert f"Customer {wang.pk} is not a member yet." in response.content.decode()
+    assert PointsEntry.objects.count() == 0
+
+
+@pytest.mark.parametrize("action", ["adjust", "redeem"])
+def test_points_of_an_unknown_customer_are_a_404(
+    admin_client_role: Client, db: None, action: str
+) -> None:
+    response = admin_client_role.post(
+        f"/customers/987654/points/{action}/", {"delta": "5", "points": "5", "reason": "x"}
+    )
+
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("action", ["adjust", "redeem"])
+def test_the_points_actions_refuse_get(
+    admin_client_role: Client, member_wang: Any, action: str
+) -> None:
+    assert admin_client_role.get(f"/customers/{member_wang.pk}/points/{action}/").status_code == 405
+
+
+@pytest.mark.parametrize("history", [1, 30])
+def test_the_360_page_of_a_member_costs_the_same_queries_however_long_the_ledger(
+    admin_client_role: Client, member_wang: Any, django_assert_num_queries: Any, history: int
+) -> None:
+    for number in range(history):
+        _ledger_entry(member_wang, f"e:{number}", "event_earn", 5, at(2024, 7, 2, 8, number))
+        TierChange.objects.create(
+            customer=member_wang, from_tier=None, to_tier=Tier.objects.get(code="silver"),
+            reason="upgrade", spend=Decimal("1"), orders_count=1, window_days=365,
+            changed_at=at(2024, 7, 2, 8, number),
+        )  # fmt: skip
+    admin_client_role.get(f"/customers/{member_wang.pk}/")
+
+    # the 15 of a customer's page (see above); an admin's permissions are read the same way.
+    with django_assert_num_queries(15):
+        admin_client_role.get(f"/customers/{member_wang.pk}/")

@@ -25,6 +25,12 @@ ORDERS_URL = "/api/v1/orders"
 EVENTS_URL = "/api/v1/events"
 
 
+@pytest.fixture(autouse=True)
+def english(settings: Any) -> None:
+    # The messages asserted here are the English source strings; zh-hans is the default language.
+    settings.LANGUAGE_CODE = "en"
+
+
 @pytest.fixture
 def shop_key(admin_user: Any) -> tuple[ApiKey, str]:
     return create_api_key(name="shop", actor=admin_user)

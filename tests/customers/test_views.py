@@ -499,10 +499,10 @@ def test_the_list_costs_the_same_queries_for_3_or_30_tagged_customers(
         customer_tag_factory(customer=customer, tag=vip)
         customer_tag_factory(customer=customer, tag=other)
     operator_client.get(LIST_URL)  # the session and the user's permissions are cached after this
-    # session, user, cities, tags, page, tags of the page, count, groups (role badge), the user's
-    # and the groups' permissions (masking); PostgreSQL first asks the planner for its estimate of
-    # an unfiltered list.
-    expected = 10 + (1 if connection.vendor == "postgresql" and not query else 0)
+    # session, user, cities, tags, tiers (the tier filter), page (with each row's membership and
+    # tier), tags of the page, count, groups (role badge), the user's and the groups' permissions
+    # (masking); PostgreSQL first asks the planner for its estimate of an unfiltered list.
+    expected = 11 + (1 if connection.vendor == "postgresql" and not query else 0)
 
     with django_assert_num_queries(expected):
         response = operator_client.get(LIST_URL, query)

@@ -47,6 +47,12 @@ DAY = dt.timedelta(days=1)
 MembershipFactory = Callable[..., Membership]
 
 
+@pytest.fixture(autouse=True)
+def english(settings: Any) -> None:
+    # The messages asserted here are the English source strings; zh-hans is the default language.
+    settings.LANGUAGE_CODE = "en"
+
+
 def _rule(
     code: str, rank: int, min_spend: str, min_orders: int = 0, **fields: Any
 ) -> TierRuleInput:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import django_rq
+import redis
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -13,9 +15,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from console.launcher import DEMO_LOGINS
+from console.queues import DEFAULT
 from console.roles import ADMINS
 from customers.demo import DemoSummary, load_demo_data
+from customers.jobs import recompute_metrics_job
 from customers.models import Customer
+from loyalty.jobs import catch_up_job, recompute_tiers_job
+from segments.jobs import refresh_all_dynamic_segments_job
 
 DEFAULT_CUSTOMERS = 20_000
 DEFAULT_SEED = 1
@@ -83,11 +89,32 @@ class Command(BaseCommand):
         self._after_loading(as_of=as_of)
 
     def _after_loading(self, *, as_of: dt.datetime) -> None:
-        """The one place where work derived from the loaded data runs, in layer order.
+        """Queue the work derived from the loaded data, in layer order, for the RQ worker.
 
-        Later issues add their steps here (recompute customer metrics, enrol memberships and award
-        points, refresh segments, create sample campaigns), each writing a line to self.stdout.
+        On the worker, not here: metrics, points and tiers over 20,000 customers take longer than
+        the load itself, and `make run` serves pages meanwhile. One worker takes the default
+        queue in order, so each step sees the one before it.
         """
+        as_of_iso = as_of.isoformat()
+        queue = django_rq.get_queue(DEFAULT)
+        steps = [
+            (recompute_metrics_job, (as_of_iso,)),
+            (catch_up_job, ()),
+            (recompute_tiers_job, (as_of_iso,)),
+            (refresh_all_dynamic_segments_job, ()),
+        ]
+        try:
+            for function, args in steps:
+                queue.enqueue(function, *args, job_timeout=3600)
+        except redis.RedisError as error:
+            self.stdout.write(
+                f"Could not queue the follow-up jobs ({error}); run recompute_metrics, "
+                "recompute_tiers and segment_refresh --all by hand."
+            )
+            return
+        self.stdout.write(
+            "Queued for the worker: customer metrics, memberships and points, tiers, segments."
+        )
 
     def _ensure_demo_users(self) -> None:
         user_model = get_user_model()

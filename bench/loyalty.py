@@ -1,0 +1,648 @@
+"""Loyalty at scale: our tier recompute and points award beside hand-written SQL.
+
+The data is made in SQL on a database of its own (the benchmark database's name + "_loyalty"),
+deterministic (hashes of the row number and the seed, never random()): 1,000,000 customers,
+5,000,000 orders over the two years before NOW (about 5 % refunded, 10 to 2,000 yuan, skewed so
+that few customers buy often), 1,000,000 review/share/sign_in events, and a membership for every
+customer at a varied tier, some of them already inside their downgrade grace period.
+--customers and --orders scale it down (events: a fifth of the orders).
+
+Each measurement runs ours (the service, in a child process, as its RQ job calls it) and a
+hand-written SQL that does the same work, from the same starting state: the loyalty tables are
+restored from a snapshot taken after the set-up, vacuumed and checkpointed before each run. The
+two end states are compared row for row (a checksum of every column we both write), so neither
+side can win by doing less.
+
+- tiers_recompute: recompute_tiers(now=NOW) against one statement (the growth per member, the
+  tier it earns by a LATERAL ... ORDER BY rank DESC LIMIT 1, the membership UPDATE and the tier
+  change INSERT as data-modifying CTEs).
+- points_award: award_points on the whole history (now=NOW - 1 day, every order and event earns
+  for the first time), then the catch-up run at NOW that the after-ingest job makes (a day of new
+  orders and events against the full ledger); against one INSERT ... SELECT ... ON CONFLICT DO
+  NOTHING per source, RETURNING into the balance UPDATE, all in one statement.
+
+Aim: ours within 1.5 times the hand-written SQL. A miss prints the plans (EXPLAIN ANALYZE,
+BUFFERS) of our slowest statements and of the hand-written one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from bench import database, generate
+from bench.context import ChildRun, Context
+
+DEFAULT_CUSTOMERS = 1_000_000
+DEFAULT_ORDERS = 5_000_000
+ORDERS_PER_EVENT = 5  # 1,000,000 events for 5,000,000 orders
+AIM_RATIO = 1.5  # ours at most this many times the hand-written SQL's seconds
+TIERS_ROUNDS = 2  # each side's best of this many: one recompute takes seconds, noise matters
+EXPLAIN_STATEMENTS = 2  # our slowest statements whose plans a miss prints
+
+ZONE = "Asia/Shanghai"  # settings.TIME_ZONE, which decides a day and a year
+NOW = dt.datetime(2025, 7, 1, tzinfo=generate.SHANGHAI)
+HISTORY = dt.timedelta(days=730)
+FIRST_AWARD_AT = NOW - dt.timedelta(days=1)
+REFUNDED_PERCENT = 5
+SNAPSHOTS = {  # table: its copy as the set-up left it
+    "loyalty_membership": "bench_loyalty_membership",
+    "loyalty_tierchange": "bench_loyalty_tierchange",
+}
+LEDGER_TABLES = ("loyalty_pointsentry", "loyalty_pointsbatch")
+
+
+@dataclass(frozen=True)
+class LoyaltyData:
+    url: str
+    customers: int
+    orders: int
+    events: int
+
+
+# --- the data ----------------------------------------------------------------------------------
+
+# u1..u3 are uniform in [0, 1) and s a non-negative int, all from two 64-bit hashes of the row
+# number: deterministic for a seed, and independent enough for a benchmark.
+_HASHES = """
+    CROSS JOIN LATERAL (SELECT hashint8extended(i, %(seed)s) AS a,
+                               hashint8extended(i, %(seed)s + 1) AS b) r
+    CROSS JOIN LATERAL (SELECT (r.a & 4294967295)::float8 / 4294967296 AS u1,
+                               ((r.a >> 32) & 4294967295)::float8 / 4294967296 AS u2,
+                               (r.b & 4294967295)::float8 / 4294967296 AS u3,
+                               (r.b >> 32) & 2147483647 AS s) h
+"""
+# In time order over the history with up to an hour of jitter; the square skews rows towards
+# low customer numbers, so that few customers buy (and sign in) often.
+_CUSTOMER = "%(first_customer)s + floor(%(customers)s * h.u1 * h.u1)::bigint"
+_WHEN = (
+    "%(start)s + floor(%(spread)s * (i - 1)::float8 / %(count)s + 3600 * h.u2) "
+    "* interval '1 second'"
+)
+ORDERS_SQL = f"""
+    INSERT INTO customers_order (
+        external_id, customer_id, placed_at, amount, status, channel, category, created_at)
+    SELECT 'L' || lpad(i::text, 9, '0'), {_CUSTOMER}, {_WHEN},
+           round((10 + 1990 * h.u3 * h.u3)::numeric, 2),
+           CASE WHEN mod(h.s, 100) < %(refunded_percent)s THEN 'refunded' ELSE 'paid' END,
+           (ARRAY['tmall', 'jd', 'douyin', 'pinduoduo', 'mini_program', 'app'])
+               [1 + mod(h.s / 100, 6)],
+           (ARRAY['美妆', '母婴', '服饰', '食品', '数码'])[1 + mod(h.s / 600, 5)],
+           now()
+    FROM generate_series(1, %(count)s) AS i {_HASHES}
+"""
+EVENTS_SQL = f"""
+    INSERT INTO customers_event (event_id, customer_id, name, occurred_at, properties, created_at)
+    SELECT 'L' || lpad(i::text, 9, '0'), {_CUSTOMER},
+           (ARRAY['sign_in', 'sign_in', 'review', 'share'])[1 + mod(h.s, 4)], {_WHEN},
+           '{{}}'::jsonb, now()
+    FROM generate_series(1, %(count)s) AS i {_HASHES}
+"""
+# 70 % normal, 15 % silver, 10 % gold, 5 % diamond; a fifth of those above the lowest tier went
+# below it 1 to 60 days ago (the grace period is 30 days: half of them have run out of it).
+MEMBERSHIPS_SQL = """
+    INSERT INTO loyalty_membership (customer_id, tier_id, tier_since, below_tier_since,
+                                    points_balance, pending_points, joined_at)
+    SELECT c.id, t.id, c.registered_at,
+           CASE WHEN t.rank > 0 AND mod(h.s, 5) = 0
+                THEN %(now)s - (1 + mod(h.s / 5, 60)) * interval '1 day' END,
+           0, 0, c.registered_at
+    FROM customers_customer c
+    CROSS JOIN LATERAL (SELECT hashint8extended(c.id, %(seed)s + 4) & 2147483647 AS s) h
+    JOIN loyalty_tier t ON t.rank = least(
+        (SELECT max(rank) FROM loyalty_tier),
+        CASE WHEN mod(h.s / 300, 100) < 70 THEN 0 WHEN mod(h.s / 300, 100) < 85 THEN 1
+             WHEN mod(h.s / 300, 100) < 95 THEN 2 ELSE 3 END)
+"""
+JOINED_SQL = """
+    INSERT INTO loyalty_tierchange (customer_id, from_tier_id, to_tier_id, reason, spend,
+                                    orders_count, window_days, changed_at)
+    SELECT customer_id, NULL, tier_id, 'joined', 0, 0, %(window_days)s, joined_at
+    FROM loyalty_membership
+"""
+
+
+def loyalty_url(url: str) -> str:
+    """The benchmark database's URL with "_loyalty" after its name."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}_loyalty"))
+
+
+def loyalty_data(context: Context) -> LoyaltyData:
+    """The loyalty database of this run, made when the first loyalty benchmark asks for it."""
+    data = context.shared.get("loyalty")
+    if data is None:
+        data = _make_data(context)
+        context.shared["loyalty"] = data
+    assert isinstance(data, LoyaltyData)
+    return data
+
+
+def _make_data(context: Context) -> LoyaltyData:
+    options = context.options
+    customers = options.customers if "customers" in options.given else DEFAULT_CUSTOMERS
+    orders = options.orders if "orders" in options.given else DEFAULT_ORDERS
+    data = LoyaltyData(
+        url=loyalty_url(context.url),
+        customers=customers,
+        orders=orders,
+        events=max(1, orders // ORDERS_PER_EVENT),
+    )
+    started = time.perf_counter()
+    database.create_fresh(data.url)
+    migrated = time.perf_counter() - started
+    customer_seconds = database.insert_customers(data.url, customers)
+    started = time.perf_counter()
+    with database.connect(data.url) as connection:
+        row = connection.execute("SELECT min(id), max(id) FROM customers_customer").fetchone()
+        assert row is not None
+        assert row[1] - row[0] + 1 == customers, "the customer ids have gaps"
+        spread = HISTORY.total_seconds() - 3600  # the jitter stays inside the history
+        common = {
+            "seed": options.seed,
+            "first_customer": row[0],
+            "customers": customers,
+            "start": NOW - HISTORY,
+            "spread": spread,
+            "refunded_percent": REFUNDED_PERCENT,
+            "now": NOW,
+        }
+        connection.execute(ORDERS_SQL, common | {"count": data.orders})
+        orders_seconds = time.perf_counter() - started
+        connection.execute(EVENTS_SQL, common | {"count": data.events, "seed": options.seed + 2})
+        connection.execute(MEMBERSHIPS_SQL, common)
+        window_days = _settings(connection)["growth_window_days"]
+        connection.execute(JOINED_SQL, {"window_days": window_days})
+        connection.execute(
+            "VACUUM ANALYZE customers_order, customers_event, loyalty_membership, "
+            "loyalty_tierchange"
+        )
+        for table, snapshot in SNAPSHOTS.items():
+            connection.execute(f"DROP TABLE IF EXISTS {snapshot}")
+            connection.execute(f"CREATE TABLE {snapshot} AS SELECT * FROM {table}")
+    print(
+        f"setup: fresh database {database.connect_kwargs(data.url)['dbname']} migrated in "
+        f"{migrated:.1f} s; {customers:,} customers in {customer_seconds:.1f} s, "
+        f"{data.orders:,} orders in {orders_seconds:.1f} s, then {data.events:,} events and "
+        f"{customers:,} memberships in {time.perf_counter() - started - orders_seconds:.1f} s, "
+        f"all in SQL"
+    )
+    return data
+
+
+def _settings(connection: Any) -> dict[str, Any]:
+    cursor = connection.execute("SELECT * FROM loyalty_loyaltysettings WHERE id = 1")
+    names = [column.name for column in cursor.description]
+    row = cursor.fetchone()
+    assert row is not None, "migration 0002 makes the settings row"
+    return dict(zip(names, row, strict=True))
+
+
+def _reset(url: str) -> None:
+    """Back to the state the set-up left: no ledger, the snapshot's memberships and changes."""
+    with database.connect(url) as connection:
+        with connection.transaction():
+            connection.execute(f"TRUNCATE {', '.join([*LEDGER_TABLES, *SNAPSHOTS])}")
+            for table, snapshot in SNAPSHOTS.items():
+                connection.execute(f"INSERT INTO {table} SELECT * FROM {snapshot}")
+        connection.execute(f"VACUUM ANALYZE {', '.join([*LEDGER_TABLES, *SNAPSHOTS])}")
+        _settle(connection)
+
+
+def _settle(connection: Any) -> None:
+    """Write dirty pages out and read the orders and events, so that no run pays for another."""
+    connection.execute("CHECKPOINT")
+    connection.execute("SELECT sum(amount) FROM customers_order").fetchone()
+    connection.execute("SELECT sum(length(name)) FROM customers_event").fetchone()
+
+
+def _fingerprint(url: str, table: str, columns: str) -> tuple[Any, ...]:
+    """Rows and a checksum of the columns of every row, in no order."""
+    with database.connect(url) as connection:
+        row = connection.execute(
+            f"SELECT count(*), sum(hashtextextended(ROW({columns})::text, 0)::numeric) FROM {table}"
+        ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def _tiers_state(url: str) -> tuple[Any, ...]:
+    return _fingerprint(
+        url,
+        "loyalty_membership",
+        "customer_id, tier_id, tier_since, below_tier_since, points_balance, pending_points, "
+        "joined_at",
+    ) + _fingerprint(
+        url,
+        "loyalty_tierchange",
+        "customer_id, from_tier_id, to_tier_id, reason, spend, orders_count, window_days, "
+        "changed_at",
+    )
+
+
+def _points_state(url: str) -> tuple[Any, ...]:
+    # Not the ids, batch ids and creation times: those differ between any two runs.
+    ledger = _fingerprint(
+        url,
+        "loyalty_pointsentry",
+        "customer_id, kind, bucket, delta, rule_id, source_id, idempotency_key, reason, "
+        "earned_on, effective_at, available_at, expires_at, created_by_id",
+    )
+    balances = _fingerprint(
+        url, "loyalty_membership", "customer_id, points_balance, pending_points"
+    )
+    batches = _fingerprint(url, "loyalty_pointsbatch", "kind, as_of, entries_count, points_total")
+    return ledger + balances + batches
+
+
+# --- tiers -------------------------------------------------------------------------------------
+
+# One statement: the plan once (a MATERIALIZED CTE), read by the UPDATE and the INSERT.
+HAND_TIERS_SQL = """
+    WITH growth AS (
+        SELECT customer_id, sum(amount) AS spend, count(*) AS orders_count
+        FROM customers_order
+        WHERE status = 'paid' AND placed_at > %(window_start)s AND placed_at <= %(now)s
+        GROUP BY customer_id
+    ),
+    plan AS MATERIALIZED (
+        SELECT m.customer_id, m.tier_id AS from_tier_id, q.id AS to_tier_id,
+               coalesce(g.spend, 0) AS spend, coalesce(g.orders_count, 0) AS orders_count,
+               CASE WHEN q.rank > t.rank THEN 'upgrade'
+                    WHEN q.rank < t.rank
+                         AND coalesce(m.below_tier_since, %(now)s) <= %(grace_cutoff)s
+                         THEN 'downgrade'
+                    WHEN q.rank < t.rank AND m.below_tier_since IS NULL THEN 'grace_start'
+                    WHEN q.rank < t.rank THEN 'in_grace'
+                    WHEN m.below_tier_since IS NOT NULL THEN 'grace_clear'
+               END AS action
+        FROM loyalty_membership m
+        JOIN loyalty_tier t ON t.id = m.tier_id
+        LEFT JOIN growth g ON g.customer_id = m.customer_id
+        CROSS JOIN LATERAL (
+            SELECT q.id, q.rank FROM loyalty_tier q
+            WHERE q.min_spend <= coalesce(g.spend, 0)
+              AND q.min_orders <= coalesce(g.orders_count, 0)
+            ORDER BY q.rank DESC LIMIT 1
+        ) q
+    ),
+    moved AS (
+        UPDATE loyalty_membership m
+        SET tier_id = CASE WHEN p.action IN ('upgrade', 'downgrade') THEN p.to_tier_id
+                           ELSE m.tier_id END,
+            tier_since = CASE WHEN p.action IN ('upgrade', 'downgrade') THEN %(now)s
+                              ELSE m.tier_since END,
+            below_tier_since = CASE WHEN p.action = 'grace_start' THEN %(now)s END
+        FROM plan p
+        WHERE m.customer_id = p.customer_id
+          AND p.action IN ('upgrade', 'downgrade', 'grace_start', 'grace_clear')
+    )
+    INSERT INTO loyalty_tierchange (customer_id, from_tier_id, to_tier_id, reason, spend,
+                                    orders_count, window_days, changed_at)
+    SELECT customer_id, from_tier_id, to_tier_id, action, spend, orders_count,
+           %(window_days)s, %(now)s
+    FROM plan WHERE action IN ('upgrade', 'downgrade')
+"""
+
+
+def _tiers_params(url: str) -> dict[str, Any]:
+    with database.connect(url) as connection:
+        settings = _settings(connection)
+    return {
+        "now": NOW,
+        "window_start": NOW - dt.timedelta(days=settings["growth_window_days"]),
+        "grace_cutoff": NOW - dt.timedelta(days=settings["downgrade_grace_days"]),
+        "window_days": settings["growth_window_days"],
+    }
+
+
+def _hand_tiers(url: str) -> float:
+    params = _tiers_params(url)
+    with database.connect(url) as connection:
+        started = time.perf_counter()
+        with connection.transaction():
+            connection.execute(HAND_TIERS_SQL, params)
+        return time.perf_counter() - started
+
+
+def run_tiers_recompute(context: Context) -> None:
+    data = loyalty_data(context)
+    load_before = os.getloadavg()[0]
+    hand_times: list[float] = []
+    our_runs: list[ChildRun] = []
+    hand_state: tuple[Any, ...] = ()
+    our_state: tuple[Any, ...] = ()
+    for _round in range(TIERS_ROUNDS):
+        _reset(data.url)
+        hand_times.append(_hand_tiers(data.url))
+        hand_state = _tiers_state(data.url)
+        _reset(data.url)
+        our_runs.append(_run_ours(context, data, "recompute_tiers", NOW))
+        our_state = _tiers_state(data.url)
+    hand = min(hand_times)
+    ours = min(our_runs, key=lambda run: run.seconds)
+    ratio = ours.seconds / hand
+    result = ours.result
+    print(
+        f"tiers_recompute: {data.customers:,} members, {data.orders:,} orders, "
+        f"as of {NOW.isoformat()} (best of {TIERS_ROUNDS})"
+    )
+    print(
+        f"  upgraded {result['upgraded']:,}, downgraded {result['downgraded']:,}, grace started "
+        f"{result['grace_started']:,}, grace cleared {result['grace_cleared']:,}, still in grace "
+        f"{result['still_in_grace']:,}, unchanged {result['unchanged']:,}"
+    )
+    _print_times(hand_times, our_runs)
+    _print_verdict(ratio, same=hand_state == our_state, ours=ours)
+    if ratio > AIM_RATIO:
+        _explain(context, data, "recompute_tiers", NOW, ours, HAND_TIERS_SQL, _tiers_params)
+    _print_load(load_before)
+
+
+# --- points ------------------------------------------------------------------------------------
+
+_ENTRY_COLUMNS = (
+    "customer_id, kind, bucket, delta, rule_id, source_id, idempotency_key, reason, earned_on, "
+    "effective_at, available_at, expires_at, batch_id, created_by_id, created_at"
+)
+# Points earned in a local year expire at the start of the year expiry_years_after + 1 later.
+_EXPIRES = (
+    "make_timestamptz(extract(year FROM {column} AT TIME ZONE %(zone)s)::int "
+    "+ %(expiry_years_after)s + 1, 1, 1, 0, 0, 0, %(zone)s)"
+)
+HAND_AWARD_SQL = f"""
+    WITH order_entries AS (
+        INSERT INTO loyalty_pointsentry ({_ENTRY_COLUMNS})
+        SELECT o.customer_id, 'order_earn', 'pending', floor(o.amount * r.points), r.id, o.id,
+               'order:' || o.id || ':earn', '', (o.placed_at AT TIME ZONE %(zone)s)::date,
+               o.placed_at, o.placed_at + %(return_window_days)s * interval '1 day',
+               {{order_expires}}, %(batch)s, NULL, now()
+        FROM customers_order o
+        JOIN loyalty_membership m ON m.customer_id = o.customer_id
+        JOIN loyalty_pointsrule r ON r.event_name = 'order' AND r.is_active
+        WHERE o.status = 'paid' AND o.placed_at <= %(now)s
+          AND (r.active_since IS NULL OR o.placed_at >= r.active_since)
+          AND NOT EXISTS (SELECT 1 FROM loyalty_pointsentry p
+                          WHERE p.idempotency_key = 'order:' || o.id || ':earn')
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING customer_id, bucket, delta
+    ),
+    candidates AS MATERIALIZED (
+        SELECT e.id AS source_id, e.customer_id, e.occurred_at, r.id AS rule_id, r.points,
+               r.daily_cap, (e.occurred_at AT TIME ZONE %(zone)s)::date AS day
+        FROM customers_event e
+        JOIN loyalty_membership m ON m.customer_id = e.customer_id
+        JOIN loyalty_pointsrule r
+             ON r.event_name = e.name AND r.is_active AND r.event_name <> 'order'
+        WHERE e.occurred_at <= %(now)s
+          AND (r.active_since IS NULL OR e.occurred_at >= r.active_since)
+          AND NOT EXISTS (SELECT 1 FROM loyalty_pointsentry p
+                          WHERE p.idempotency_key = 'event:' || e.id || ':earn')
+    ),
+    -- What capped rules already paid on the days of the candidates; MATERIALIZED, so that it
+    -- is read before the INSERT below adds to the table it reads.
+    earlier AS MATERIALIZED (
+        SELECT p.customer_id, p.rule_id, p.earned_on, sum(p.delta) AS points
+        FROM loyalty_pointsentry p
+        WHERE p.kind = 'event_earn'
+          AND (p.customer_id, p.rule_id, p.earned_on) IN (
+              SELECT customer_id, rule_id, day FROM candidates WHERE daily_cap IS NOT NULL)
+        GROUP BY p.customer_id, p.rule_id, p.earned_on
+    ),
+    event_entries AS (
+        INSERT INTO loyalty_pointsentry ({_ENTRY_COLUMNS})
+        SELECT customer_id, 'event_earn', 'available', earned, rule_id, source_id,
+               'event:' || source_id || ':earn',
+               CASE WHEN earned < points THEN 'daily cap' ELSE '' END, day, occurred_at, NULL,
+               {{event_expires}}, %(batch)s, NULL, now()
+        FROM (
+            SELECT k.*,
+                   CASE WHEN k.daily_cap IS NULL OR k.running <= k.daily_cap THEN k.points
+                        WHEN k.running - k.points >= k.daily_cap THEN 0
+                        ELSE k.daily_cap - (k.running - k.points) END AS earned
+            FROM (
+                SELECT c.*, coalesce(a.points, 0) + sum(c.points) OVER (
+                           PARTITION BY c.customer_id, c.rule_id, c.day
+                           ORDER BY c.occurred_at, c.source_id
+                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running
+                FROM candidates c
+                LEFT JOIN earlier a ON a.customer_id = c.customer_id
+                     AND a.rule_id = c.rule_id AND a.earned_on = c.day
+            ) k
+        ) x
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING customer_id, bucket, delta
+    ),
+    entries AS (SELECT * FROM order_entries UNION ALL SELECT * FROM event_entries),
+    totals AS (
+        UPDATE loyalty_pointsbatch
+        SET entries_count = (SELECT count(*) FROM entries),
+            points_total = (SELECT coalesce(sum(delta), 0) FROM entries)
+        WHERE id = %(batch)s
+    )
+    UPDATE loyalty_membership m
+    SET points_balance = m.points_balance + s.available,
+        pending_points = m.pending_points + s.pending
+    FROM (SELECT customer_id,
+                 coalesce(sum(delta) FILTER (WHERE bucket = 'available'), 0) AS available,
+                 coalesce(sum(delta) FILTER (WHERE bucket = 'pending'), 0) AS pending
+          FROM entries GROUP BY customer_id) s
+    WHERE m.customer_id = s.customer_id
+"""
+
+
+def _award_sql_and_params(url: str, now: dt.datetime) -> tuple[str, dict[str, Any]]:
+    with database.connect(url) as connection:
+        settings = _settings(connection)
+    expires = _EXPIRES if settings["points_expire"] else "NULL"
+    sql = HAND_AWARD_SQL.format(
+        order_expires=expires.format(column="o.placed_at"),
+        event_expires=expires.format(column="occurred_at"),
+    )
+    params = {
+        "now": now,
+        "zone": ZONE,
+        "return_window_days": settings["return_window_days"],
+        "expiry_years_after": settings["expiry_years_after"],
+    }
+    return sql, params
+
+
+def _hand_award(url: str, now: dt.datetime) -> float:
+    sql, params = _award_sql_and_params(url, now)
+    with database.connect(url) as connection:
+        started = time.perf_counter()
+        with connection.transaction():
+            row = connection.execute(
+                "INSERT INTO loyalty_pointsbatch (kind, as_of, entries_count, points_total, "
+                "created_at) VALUES ('award', %s, 0, 0, now()) RETURNING id",
+                [now],
+            ).fetchone()
+            assert row is not None
+            connection.execute(sql, params | {"batch": row[0]})
+        return time.perf_counter() - started
+
+
+def _after_first_award(url: str) -> None:
+    """The ledger as it stands between two runs: analysed, its pages written out."""
+    with database.connect(url) as connection:
+        connection.execute(f"VACUUM ANALYZE loyalty_membership, {', '.join(LEDGER_TABLES)}")
+        _settle(connection)
+
+
+def run_points_award(context: Context) -> None:
+    data = loyalty_data(context)
+    load_before = os.getloadavg()[0]
+
+    _reset(data.url)
+    hand_first = _hand_award(data.url, FIRST_AWARD_AT)
+    hand_first_state = _points_state(data.url)
+    _after_first_award(data.url)
+    hand_catch_up = _hand_award(data.url, NOW)
+    hand_state = _points_state(data.url)
+
+    _reset(data.url)
+    ours_first = _run_ours(context, data, "award_points", FIRST_AWARD_AT)
+    ours_first_state = _points_state(data.url)
+    _after_first_award(data.url)
+    ours_catch_up = _run_ours(context, data, "award_points", NOW)
+    our_state = _points_state(data.url)
+
+    print(
+        f"points_award: {data.customers:,} members, {data.orders:,} orders, {data.events:,} events"
+    )
+    for title, hand, ours, same, now in (
+        ("first run", hand_first, ours_first, hand_first_state == ours_first_state,
+         FIRST_AWARD_AT),
+        ("catch-up", hand_catch_up, ours_catch_up, hand_state == our_state, NOW),
+    ):  # fmt: skip
+        result = ours.result
+        print(
+            f"  {title}, as of {now.isoformat()}: {result['entries_count']:,} entries, "
+            f"{result['points_total']:,} points"
+        )
+        _print_times([hand], [ours])
+        ratio = ours.seconds / hand
+        _print_verdict(ratio, same=same, ours=ours)
+        if ratio > AIM_RATIO:
+            _reset(data.url)
+            if now == NOW:
+                # The catch-up's starting point: the first run, by the hand-written SQL.
+                _hand_award(data.url, FIRST_AWARD_AT)
+                _after_first_award(data.url)
+            _explain(
+                context,
+                data,
+                "award_points",
+                now,
+                ours,
+                *_award_sql_and_params(data.url, now),
+                prepare_hand=_batch_row_sql(now),
+            )
+    _print_load(load_before)
+
+
+def _batch_row_sql(now: dt.datetime) -> str:
+    return (
+        f"INSERT INTO loyalty_pointsbatch (kind, as_of, entries_count, points_total, created_at) "
+        f"VALUES ('award', '{now.isoformat()}', 0, 0, now())"
+    )
+
+
+# --- reporting ---------------------------------------------------------------------------------
+
+
+def _run_ours(
+    context: Context,
+    data: LoyaltyData,
+    operation: str,
+    now: dt.datetime,
+    *,
+    explain: list[str] | None = None,
+) -> ChildRun:
+    # The services log a line per run at INFO; this output is the benchmark's.
+    env = {"LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING")}
+    if explain:
+        env["BENCH_EXPLAIN"] = ",".join(explain)
+    return context.run_child(operation, now.isoformat(), url=data.url, env=env)
+
+
+def _print_times(hand_times: list[float], our_runs: list[ChildRun]) -> None:
+    print(f"    {'':18} {'seconds':>9}")
+    print(f"    {'hand-written SQL':18} {_seconds(hand_times):>9}")
+    ours = min(our_runs, key=lambda run: run.seconds)
+    print(
+        f"    {'ours':18} {_seconds([run.seconds for run in our_runs]):>9}   "
+        f"({ours.statements} statements; process: {ours.wall_seconds:.1f} s with start-up)"
+    )
+
+
+def _seconds(times: list[float]) -> str:
+    return " / ".join(f"{seconds:.2f}" for seconds in times)
+
+
+def _print_verdict(ratio: float, *, same: bool, ours: ChildRun) -> None:
+    print(
+        f"    ratio ours / hand-written: {ratio:.2f} (aim <= {AIM_RATIO}): "
+        f"{'PASS' if ratio <= AIM_RATIO else 'MISS'}; same result: "
+        f"{'yes' if same else 'NO, the two end states differ'}"
+    )
+    slowest = ", ".join(
+        f"#{timing['number']} {timing['seconds']:.2f} s {_first_words(timing['sql'])}"
+        for timing in ours.slowest[:3]
+    )
+    print(f"    ours, slowest statements: {slowest}")
+
+
+def _first_words(sql: str, count: int = 4) -> str:
+    return " ".join(sql.split()[:count])
+
+
+def _explain(
+    context: Context,
+    data: LoyaltyData,
+    operation: str,
+    now: dt.datetime,
+    ours: ChildRun,
+    hand_sql: str,
+    hand_params: Any,
+    *,
+    prepare_hand: str | None = None,
+) -> None:
+    """Print the plans of our slowest statements and of the hand-written one; the database
+    must be in the state the measured runs started from, and is left so."""
+    params = hand_params(data.url) if callable(hand_params) else hand_params
+    numbers = [str(timing["number"]) for timing in ours.slowest[:EXPLAIN_STATEMENTS]]
+    with database.connect(data.url) as connection, connection.transaction(force_rollback=True):
+        if prepare_hand:
+            connection.execute(prepare_hand)
+            row = connection.execute("SELECT max(id) FROM loyalty_pointsbatch").fetchone()
+            assert row is not None
+            params = params | {"batch": row[0]}
+        plan = connection.execute(f"EXPLAIN (ANALYZE, BUFFERS) {hand_sql}", params)
+        hand_plan = "\n".join(line for (line,) in plan.fetchall())
+    print("    plan of the hand-written SQL:")
+    print(_indent(hand_plan))
+    explained = _run_ours(context, data, operation, now, explain=numbers)
+    for number in numbers:
+        sql = next(timing["sql"] for timing in ours.slowest if str(timing["number"]) == number)
+        print(f"    plan of our statement #{number}: {' '.join(sql.split())[:300]}")
+        print(_indent(explained.plans.get(number, "(not run this time)")))
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"      {line}" for line in text.splitlines())
+
+
+def _print_load(load_before: float) -> None:
+    load_after = os.getloadavg()[0]
+    cpus = os.cpu_count() or 1
+    if max(load_before, load_after) > cpus:
+        print(
+            f"  note: load average {load_before:.1f} -> {load_after:.1f} on {cpus} CPUs: other "
+            f"work shared the machine, so these times are longer than on an idle one"
+        )
