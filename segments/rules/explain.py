@@ -132,6 +132,8 @@ class _Explainer:
             reason = _("%(field)s is %(value)s.") % {"field": spec.label, "value": _show(actual)}
             if spec.relation == "metrics" and self.customer.metrics is None:
                 reason += " " + _("(No metrics computed yet: the default value.)")
+            elif spec.relation == "membership" and self.customer.membership is None:
+                reason += " " + _("(Not a member: the default value.)")
         return ExplainNode(node.path, "field", label, self.holds(node), shown, reason)
 
     def _tag(self, node: TagNode) -> ExplainNode:

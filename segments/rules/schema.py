@@ -1,4 +1,5 @@
-"""The shape of a rule tree: validation into typed nodes, and the same shape as a JSON Schema.
+"""The shape of a rule tree, its limits, and the same shape as a JSON Schema (validation.py
+checks a tree against all of it and turns it into typed nodes).
 
 A tree is a JSON object, one of:
   {"all": [node, ...]}   every child holds; an empty "all" matches everyone
@@ -14,6 +15,7 @@ A tree is a JSON object, one of:
 
 Every problem is reported with the path of the bad node ("all[2].any[0].op"; "" is the root)
 and what is wrong. Limits: MAX_DEPTH levels, MAX_NODES nodes, MAX_LIST_VALUES values in a list.
+The semantics (missing values, time windows, sequences) are in compiler.py's docstring.
 """
 
 from __future__ import annotations

@@ -10,9 +10,7 @@ defined, directly or through others, is an error.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
 from django.utils.translation import gettext as _
@@ -23,20 +21,12 @@ from segments.rules.fields import (
     ATTRIBUTE,
     ATTRIBUTE_KEY_RE,
     ATTRIBUTE_PREFIX,
-    BOOL,
-    CHOICE,
-    DATE,
     NUMBER,
     OPS_BY_TYPE,
-    TEXT,
-    FieldSpec,
     get_field,
 )
 from segments.rules.nodes import (
     AT_LEAST_ONE,
-    BOOL_VALUE,
-    NUMBER_VALUE,
-    TEXT_VALUE,
     CountCondition,
     EventNode,
     FieldNode,
@@ -48,36 +38,35 @@ from segments.rules.nodes import (
     SegmentNode,
     TagNode,
 )
-from segments.rules.values import (
-    INVALID_PLACEHOLDER,
-)
 from segments.rules.schema import (
-    DATE_RE,
-    DAY_OPS,
     FOLLOW_UP_KEYS,
     GROUP_KINDS,
     KEYS_BY_KIND,
-    LIST_OPS,
-    MAX_DATE,
     MAX_DAYS,
     MAX_DEPTH,
     MAX_ERRORS,
     MAX_HOURS,
     MAX_INLINED_NODES,
     MAX_JSON_VALUES,
-    MAX_LIST_VALUES,
-    MAX_NAME_LENGTH,
     MAX_NODES,
     MAX_NUMBER,
     MAX_SEGMENT_CHAIN,
-    MAX_TEXT_LENGTH,
     MAX_WHERE_KEYS,
-    MIN_DATE,
     NO_VALUE_OPS,
     NODE_KINDS,
-    NUMBER_ONLY_ATTRIBUTE_OPS,
     TAG_OPS,
-    TEXT_ONLY_ATTRIBUTE_OPS,
+)
+from segments.rules.values import (
+    INVALID,
+    ValueChecker,
+    index,
+    join,
+    kind_args,
+    kind_of,
+    limit_args,
+    quote,
+    type_name,
+    whole_number,
 )
 
 
@@ -87,17 +76,16 @@ class _Limit(Exception):
 
 class _Parser(ValueChecker):
     def __init__(self, *, segment_stack: tuple[int, ...], budget: list[int]) -> None:
-        self.errors: list[RuleError] = []
+        super().__init__()
         self.cycle: RuleError | None = None
         self.segment_stack = segment_stack
         # Shared with the parsers of inlined segments: nodes left before the tree is too large.
         self.budget = budget
         self.nodes = 0
-        self._choices: dict[str, set[str]] = {}
 
     # -- bookkeeping
     def error(self, path: str, message: str) -> None:
-        self.errors.append(RuleError(path, message))
+        super().error(path, message)
         if len(self.errors) >= MAX_ERRORS:
             raise _Limit
 
@@ -106,7 +94,9 @@ class _Parser(ValueChecker):
         self.budget[0] -= 1
         if self.nodes > MAX_NODES:
             self.error(
-                "", _("The rule has more than %(limit)d groups and conditions.") % _n(MAX_NODES)
+                "",
+                _("The rule has more than %(limit)d groups and conditions.")
+                % limit_args(MAX_NODES),
             )
             raise _Limit
         if self.budget[0] < 0:
@@ -116,24 +106,20 @@ class _Parser(ValueChecker):
                     "With the segments it refers to, the rule has more than %(limit)d groups "
                     "and conditions."
                 )
-                % _n(MAX_INLINED_NODES),
+                % limit_args(MAX_INLINED_NODES),
             )
             raise _Limit
-
-    def choices_of(self, spec: FieldSpec) -> set[str]:
-        if spec.key not in self._choices:
-            self._choices[spec.key] = {value for value, _label in spec.choice_options()}
-        return self._choices[spec.key]
 
     # -- nodes
     def parse(self, node: object, path: str, depth: int) -> Node | None:
         if depth > MAX_DEPTH:
             self.error(
-                path, _("The rule is nested more than %(limit)d levels deep.") % _n(MAX_DEPTH)
+                path,
+                _("The rule is nested more than %(limit)d levels deep.") % limit_args(MAX_DEPTH),
             )
             raise _Limit
         if not isinstance(node, dict):
-            self.error(path, _("A rule must be a JSON object, not %(kind)s.") % _k(node))
+            self.error(path, _("A rule must be a JSON object, not %(kind)s.") % kind_args(node))
             return None
         kinds = [kind for kind in NODE_KINDS if kind in node]
         if not kinds:
@@ -181,7 +167,7 @@ class _Parser(ValueChecker):
                 self.error(
                     join(path, str(key)),
                     _("Unknown key %(key)s: a %(kind)s rule takes %(allowed)s.")
-                    % {"key": _quote(key), "kind": kind, "allowed": ", ".join(allowed)},
+                    % {"key": quote(key), "kind": kind, "allowed": ", ".join(allowed)},
                 )
 
     def _group(self, children: object, kind: str, path: str, depth: int) -> Node | None:
@@ -190,7 +176,7 @@ class _Parser(ValueChecker):
             self.error(
                 here,
                 _("%(kind)s must be a list of rules, not %(what)s.")
-                % {"kind": _quote(kind), "what": _kind_of(children)},
+                % {"kind": quote(kind), "what": kind_of(children)},
             )
             return None
         parsed = [self.parse(child, index(here, i), depth + 1) for i, child in enumerate(children)]
@@ -203,7 +189,7 @@ class _Parser(ValueChecker):
         key = node["field"]
         if not isinstance(key, str):
             self.error(
-                join(path, "field"), _("field must be a field name, not %(kind)s.") % _k(key)
+                join(path, "field"), _("field must be a field name, not %(kind)s.") % kind_args(key)
             )
             return None
         spec = get_field(key)
@@ -212,9 +198,9 @@ class _Parser(ValueChecker):
                 message = _(
                     "%(key)s is not a custom attribute name: after attr. come up to 64 letters, "
                     "digits, _ or -, starting with a letter or _."
-                ) % {"key": _quote(key)}
+                ) % {"key": quote(key)}
             else:
-                message = _("Unknown field %(key)s.") % {"key": _quote(key)}
+                message = _("Unknown field %(key)s.") % {"key": quote(key)}
             self.error(join(path, "field"), message)
             return None
         op_path = join(path, "op")
@@ -222,16 +208,16 @@ class _Parser(ValueChecker):
             self.error(
                 op_path,
                 _("The op is missing: %(type)s %(key)s takes %(ops)s.")
-                % {"type": _type_name(spec), "key": _quote(key), "ops": ", ".join(spec.ops)},
+                % {"type": type_name(spec), "key": quote(key), "ops": ", ".join(spec.ops)},
             )
             return None
         op = node["op"]
         if not isinstance(op, str) or op not in spec.ops:
-            shown = _quote(op) if isinstance(op, str) else _kind_of(op)
+            shown = quote(op) if isinstance(op, str) else kind_of(op)
             self.error(
                 op_path,
                 _("%(op)s is not an op of %(type)s %(key)s")
-                % {"op": shown, "type": _type_name(spec), "key": _quote(key)},
+                % {"op": shown, "type": type_name(spec), "key": quote(key)},
             )
             return None
         value_path = join(path, "value")
@@ -239,13 +225,11 @@ class _Parser(ValueChecker):
         value = node.get("value")
         if op in NO_VALUE_OPS:
             if has_value:
-                self.error(value_path, _("%(op)s takes no value.") % {"op": _quote(op)})
+                self.error(value_path, _("%(op)s takes no value.") % {"op": quote(op)})
                 return None
             return FieldNode(path=path, field=spec, op=op)
         if not has_value:
-            self.error(
-                value_path, _("The value is missing: %(op)s needs one.") % {"op": _quote(op)}
-            )
+            self.error(value_path, _("The value is missing: %(op)s needs one.") % {"op": quote(op)})
             return None
         if spec.type == ATTRIBUTE:
             parsed = self._attribute_value(op, value, value_path)
@@ -253,7 +237,7 @@ class _Parser(ValueChecker):
                 return None
             return FieldNode(path=path, field=spec, op=op, value=parsed[0], value_kind=parsed[1])
         checked = self._typed_value(spec, op, value, value_path)
-        if checked is _INVALID:
+        if checked is INVALID:
             return None
         return FieldNode(path=path, field=spec, op=op, value=checked)
 
@@ -262,13 +246,13 @@ class _Parser(ValueChecker):
         name = self._name(node["tag"], join(path, "tag"), "tag")
         op = node.get("op", "present")
         if op not in TAG_OPS:
-            shown = _quote(op) if isinstance(op, str) else _kind_of(op)
+            shown = quote(op) if isinstance(op, str) else kind_of(op)
             self.error(
                 join(path, "op"),
                 _("A tag rule's op is 'present' or 'absent', not %(op)s.") % {"op": shown},
             )
             return None
-        if name is _INVALID:
+        if name is INVALID:
             return None
         return TagNode(path=path, name=name, is_present=op == "present")
 
@@ -278,32 +262,35 @@ class _Parser(ValueChecker):
         has_hours = "within_hours" in node
         if has_days and has_hours:
             self.error(join(path, "within_hours"), _("Use within_days or within_hours, not both."))
-            return _INVALID
+            return INVALID
         if not has_days and not has_hours:
             if is_required:
                 self.error(path, _("A follow-up event needs within_days or within_hours."))
-                return _INVALID
+                return INVALID
             return None
         key, limit = ("within_days", MAX_DAYS) if has_days else ("within_hours", MAX_HOURS)
-        amount = _whole(node[key])
+        amount = whole_number(node[key])
         if amount is None or not 1 <= amount <= limit:
             self.error(
                 join(path, key),
                 _("%(key)s must be a whole number from 1 to %(limit)d.")
                 % {"key": key, "limit": limit},
             )
-            return _INVALID
+            return INVALID
         return dt.timedelta(days=amount) if has_days else dt.timedelta(hours=amount)
 
     def _where(self, value: object, path: str) -> Any:
         if not isinstance(value, dict):
             self.error(
-                path, _("where must be an object of event properties, not %(kind)s.") % _k(value)
+                path,
+                _("where must be an object of event properties, not %(kind)s.") % kind_args(value),
             )
-            return _INVALID
+            return INVALID
         if len(value) > MAX_WHERE_KEYS:
-            self.error(path, _("where has more than %(limit)d properties.") % _n(MAX_WHERE_KEYS))
-            return _INVALID
+            self.error(
+                path, _("where has more than %(limit)d properties.") % limit_args(MAX_WHERE_KEYS)
+            )
+            return INVALID
         conditions = []
         for key, condition in value.items():
             here = join(path, str(key))
@@ -314,13 +301,13 @@ class _Parser(ValueChecker):
                         "%(key)s is not a property name: up to 64 letters, digits, _ or -, "
                         "starting with a letter or _."
                     )
-                    % {"key": _quote(key)},
+                    % {"key": quote(key)},
                 )
-                conditions.append(_INVALID)
+                conditions.append(INVALID)
                 continue
             conditions.append(self._property_condition(str(key), condition, here))
-        if any(condition is _INVALID for condition in conditions):
-            return _INVALID
+        if any(condition is INVALID for condition in conditions):
+            return INVALID
         return tuple(conditions)
 
     def _property_condition(self, key: str, condition: object, path: str) -> Any:
@@ -330,40 +317,38 @@ class _Parser(ValueChecker):
                     self.error(
                         join(path, str(unknown)),
                         _("Unknown key %(key)s: a property condition takes op, value.")
-                        % {"key": _quote(unknown)},
+                        % {"key": quote(unknown)},
                     )
-                    return _INVALID
+                    return INVALID
             op = condition.get("op")
             ops = OPS_BY_TYPE[ATTRIBUTE]
             if not isinstance(op, str) or op not in ops:
-                shown = _quote(op) if isinstance(op, str) else _kind_of(op)
+                shown = quote(op) if isinstance(op, str) else kind_of(op)
                 self.error(
                     join(path, "op"),
                     _("%(op)s is not an op of an event property; it takes %(ops)s.")
                     % {"op": shown, "ops": ", ".join(ops)},
                 )
-                return _INVALID
+                return INVALID
             if op in NO_VALUE_OPS:
                 if "value" in condition:
-                    self.error(
-                        join(path, "value"), _("%(op)s takes no value.") % {"op": _quote(op)}
-                    )
-                    return _INVALID
+                    self.error(join(path, "value"), _("%(op)s takes no value.") % {"op": quote(op)})
+                    return INVALID
                 return PropertyCondition(key=key, op=op, value=None, value_kind=None)
             if "value" not in condition:
                 self.error(
                     join(path, "value"),
-                    _("The value is missing: %(op)s needs one.") % {"op": _quote(op)},
+                    _("The value is missing: %(op)s needs one.") % {"op": quote(op)},
                 )
-                return _INVALID
+                return INVALID
             parsed = self._attribute_value(op, condition["value"], join(path, "value"))
             if parsed is None:
-                return _INVALID
+                return INVALID
             return PropertyCondition(key=key, op=op, value=parsed[0], value_kind=parsed[1])
         if isinstance(condition, str | bool | int | float):
             parsed = self._attribute_value("eq", condition, path)
             if parsed is None:
-                return _INVALID
+                return INVALID
             return PropertyCondition(key=key, op="eq", value=parsed[0], value_kind=parsed[1])
         self.error(
             path,
@@ -371,46 +356,47 @@ class _Parser(ValueChecker):
                 "A property condition is a value (text, number, true/false) or "
                 '{"op": ..., "value": ...}, not %(kind)s.'
             )
-            % _k(condition),
+            % kind_args(condition),
         )
-        return _INVALID
+        return INVALID
 
     def _count(self, value: object, path: str) -> Any:
         if not isinstance(value, dict):
             self.error(
                 path,
-                _('count must be an object {"op": ..., "value": ...}, not %(kind)s.') % _k(value),
+                _('count must be an object {"op": ..., "value": ...}, not %(kind)s.')
+                % kind_args(value),
             )
-            return _INVALID
+            return INVALID
         for key in value:
             if key not in ("op", "value"):
                 self.error(
                     join(path, str(key)),
-                    _("Unknown key %(key)s: count takes op, value.") % {"key": _quote(key)},
+                    _("Unknown key %(key)s: count takes op, value.") % {"key": quote(key)},
                 )
-                return _INVALID
+                return INVALID
         op = value.get("op")
         ops = OPS_BY_TYPE[NUMBER]
         if not isinstance(op, str) or op not in ops:
-            shown = _quote(op) if isinstance(op, str) else _kind_of(op)
+            shown = quote(op) if isinstance(op, str) else kind_of(op)
             self.error(
                 join(path, "op"),
                 _("%(op)s is not an op of count; it takes %(ops)s.")
                 % {"op": shown, "ops": ", ".join(ops)},
             )
-            return _INVALID
+            return INVALID
         if "value" not in value:
             self.error(
                 join(path, "value"),
-                _("The value is missing: %(op)s needs one.") % {"op": _quote(op)},
+                _("The value is missing: %(op)s needs one.") % {"op": quote(op)},
             )
-            return _INVALID
+            return INVALID
 
         def whole(item: object, item_path: str) -> Any:
-            number = _whole(item)
+            number = whole_number(item)
             if number is None or not 0 <= number <= MAX_NUMBER:
                 self.error(item_path, _("A count must be a whole number of at least 0."))
-                return _INVALID
+                return INVALID
             return number
 
         number = (
@@ -418,8 +404,8 @@ class _Parser(ValueChecker):
             if op == "between"
             else whole(value["value"], join(path, "value"))
         )
-        if number is _INVALID:
-            return _INVALID
+        if number is INVALID:
+            return INVALID
         return CountCondition(op=op, value=number)
 
     def _follow_up(self, value: object, path: str) -> Any:
@@ -430,19 +416,19 @@ class _Parser(ValueChecker):
                     'A follow-up must be an object like {"event": "order", "within_hours": 24}, '
                     "not %(kind)s."
                 )
-                % _k(value),
+                % kind_args(value),
             )
-            return _INVALID
+            return INVALID
         errors_before = len(self.errors)
         self._unknown_keys(value, FOLLOW_UP_KEYS, path, _("follow-up"))
         if "event" not in value:
             self.error(join(path, "event"), _("A follow-up needs the name of its event."))
-            return _INVALID
+            return INVALID
         name = self._name(value["event"], join(path, "event"), "event")
         window = self._window(value, path, is_required=True)
         where = self._where(value["where"], join(path, "where")) if "where" in value else ()
-        if _INVALID in (name, window, where) or len(self.errors) > errors_before:
-            return _INVALID
+        if INVALID in (name, window, where) or len(self.errors) > errors_before:
+            return INVALID
         return FollowUp(name=name, window=window, where=where)
 
     def _event(self, node: dict[str, Any], path: str) -> Node | None:
@@ -474,7 +460,8 @@ class _Parser(ValueChecker):
         if isinstance(segment_id, bool) or not isinstance(segment_id, int) or segment_id < 1:
             self.error(
                 here,
-                _("segment must be a segment id (a whole number), not %(kind)s.") % _k(segment_id),
+                _("segment must be a segment id (a whole number), not %(kind)s.")
+                % kind_args(segment_id),
             )
             return None
         if segment_id in self.segment_stack:
@@ -492,7 +479,7 @@ class _Parser(ValueChecker):
             self.error(
                 here,
                 _("Segments refer to segments more than %(limit)d levels deep.")
-                % _n(MAX_SEGMENT_CHAIN),
+                % limit_args(MAX_SEGMENT_CHAIN),
             )
             return None
         inner = _Parser(segment_stack=(*self.segment_stack, segment_id), budget=self.budget)
@@ -529,7 +516,6 @@ class _Parser(ValueChecker):
             message = _("Segment %(id)d refers to itself.") % {"id": segment_id}
         self.cycle = RuleError(path, message)
         self.error(path, message)
-
 
 
 def _json_values(tree: object) -> Iterator[object]:

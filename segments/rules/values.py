@@ -4,6 +4,7 @@ INVALID after recording an error with its path."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from decimal import Decimal
 from typing import Any
@@ -20,14 +21,13 @@ from segments.rules.schema import (
     MAX_DATE,
     MAX_DAYS,
     MAX_LIST_VALUES,
+    MAX_NAME_LENGTH,
     MAX_NUMBER,
     MAX_TEXT_LENGTH,
     MIN_DATE,
     NUMBER_ONLY_ATTRIBUTE_OPS,
     TEXT_ONLY_ATTRIBUTE_OPS,
 )
-
-import datetime as dt
 
 
 def join(path: str, key: str) -> str:
@@ -38,7 +38,7 @@ def index(path: str, position: int) -> str:
     return f"{path}[{position}]"
 
 
-def _kind_of(value: object) -> str:
+def kind_of(value: object) -> str:
     """How a JSON value is named in messages."""
     if value is None:
         return _("null")
@@ -53,7 +53,7 @@ def _kind_of(value: object) -> str:
     return _("an object")
 
 
-def _type_name(spec: FieldSpec) -> str:
+def type_name(spec: FieldSpec) -> str:
     names = {
         NUMBER: _("number field"),
         TEXT: _("text field"),
@@ -65,20 +65,19 @@ def _type_name(spec: FieldSpec) -> str:
     return names[spec.type]
 
 
-
-class _Invalid:
+class Invalid:
     def __repr__(self) -> str:
         return "<invalid>"
 
 
-_INVALID: Any = _Invalid()
+INVALID: Any = Invalid()
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _whole(value: object) -> int | None:
+def whole_number(value: object) -> int | None:
     """A JSON whole number (3 or 3.0) as int, else None."""
     if isinstance(value, bool):
         return None
@@ -89,20 +88,19 @@ def _whole(value: object) -> int | None:
     return None
 
 
-def _quote(value: object) -> str:
+def quote(value: object) -> str:
     text = str(value)
     if len(text) > 40:
         text = text[:40] + "…"
     return f"'{text}'"
 
 
-def _k(value: object) -> dict[str, str]:
-    return {"kind": _kind_of(value)}
+def kind_args(value: object) -> dict[str, str]:
+    return {"kind": kind_of(value)}
 
 
-def _n(limit: int) -> dict[str, int]:
+def limit_args(limit: int) -> dict[str, int]:
     return {"limit": limit}
-
 
 
 class ValueChecker:
@@ -146,62 +144,63 @@ class ValueChecker:
                 pair = self._pair(
                     value, path, lambda v, p: self._number(v, p, False, as_float=True)
                 )
-                return None if pair is _INVALID else (pair, NUMBER_VALUE)
+                return None if pair is INVALID else (pair, NUMBER_VALUE)
             number = self._number(value, path, False, as_float=True)
-            return None if number is _INVALID else (number, NUMBER_VALUE)
+            return None if number is INVALID else (number, NUMBER_VALUE)
         if op in TEXT_ONLY_ATTRIBUTE_OPS:
             text = self._text(value, path)
-            return None if text is _INVALID else (text, TEXT_VALUE)
+            return None if text is INVALID else (text, TEXT_VALUE)
         if op in LIST_OPS:
-            if isinstance(value, list) and value and all(_is_number(item) for item in value):
+            if isinstance(value, list) and value and all(is_number(item) for item in value):
                 numbers = self._list(
                     value, path, lambda v, p: self._number(v, p, False, as_float=True)
                 )
-                return None if numbers is _INVALID else (numbers, NUMBER_VALUE)
+                return None if numbers is INVALID else (numbers, NUMBER_VALUE)
             if isinstance(value, list) and value and not all(isinstance(i, str) for i in value):
                 self.error(
                     path,
-                    _("%(op)s needs a list of texts or a list of numbers.") % {"op": _quote(op)},
+                    _("%(op)s needs a list of texts or a list of numbers.") % {"op": quote(op)},
                 )
                 return None
             texts = self._list(value, path, self._text)
-            return None if texts is _INVALID else (texts, TEXT_VALUE)
+            return None if texts is INVALID else (texts, TEXT_VALUE)
         # eq / ne
         if isinstance(value, bool):
             return value, BOOL_VALUE
-        if _is_number(value):
+        if is_number(value):
             number = self._number(value, path, False, as_float=True)
-            return None if number is _INVALID else (number, NUMBER_VALUE)
+            return None if number is INVALID else (number, NUMBER_VALUE)
         if isinstance(value, str):
             text = self._text(value, path)
-            return None if text is _INVALID else (text, TEXT_VALUE)
+            return None if text is INVALID else (text, TEXT_VALUE)
         self.error(
-            path, _("The value must be text, a number or true/false, not %(kind)s.") % _k(value)
+            path,
+            _("The value must be text, a number or true/false, not %(kind)s.") % kind_args(value),
         )
         return None
 
     # -- values
     def _number(self, value: object, path: str, is_integer: bool, *, as_float: bool = False) -> Any:
-        if not _is_number(value):
-            self.error(path, _("The value must be a number, not %(kind)s.") % _k(value))
-            return _INVALID
+        if not is_number(value):
+            self.error(path, _("The value must be a number, not %(kind)s.") % kind_args(value))
+            return INVALID
         assert isinstance(value, int | float)
         if isinstance(value, float) and not math.isfinite(value):
             self.error(path, _("The value must be a finite number."))
-            return _INVALID
+            return INVALID
         if abs(value) > MAX_NUMBER:
             self.error(
                 path,
                 _("The value must be between -%(limit)s and %(limit)s.")
                 % {"limit": f"{MAX_NUMBER}"},
             )
-            return _INVALID
+            return INVALID
         if is_integer:
             if isinstance(value, float) and not value.is_integer():
                 self.error(
                     path, _("The value must be a whole number, not %(value)s.") % {"value": value}
                 )
-                return _INVALID
+                return INVALID
             return int(value)
         if as_float:
             return float(value)
@@ -209,35 +208,35 @@ class ValueChecker:
 
     def _bounded(self, spec: FieldSpec, value: object, path: str) -> Any:
         number = self._number(value, path, spec.is_integer)
-        if number is _INVALID or spec.minimum is None or spec.maximum is None:
+        if number is INVALID or spec.minimum is None or spec.maximum is None:
             return number
         if not spec.minimum <= number <= spec.maximum:
             self.error(
                 path,
                 _("%(key)s takes values from %(min)d to %(max)d.")
-                % {"key": _quote(spec.key), "min": spec.minimum, "max": spec.maximum},
+                % {"key": quote(spec.key), "min": spec.minimum, "max": spec.maximum},
             )
-            return _INVALID
+            return INVALID
         return number
 
     def _text(self, value: object, path: str) -> Any:
         if not isinstance(value, str):
-            self.error(path, _("The value must be text, not %(kind)s.") % _k(value))
-            return _INVALID
+            self.error(path, _("The value must be text, not %(kind)s.") % kind_args(value))
+            return INVALID
         return self._checked_text(value, path, MAX_TEXT_LENGTH)
 
     def _checked_text(self, value: str, path: str, limit: int) -> Any:
         if len(value) > limit:
-            self.error(path, _("The text is longer than %(limit)d characters.") % _n(limit))
-            return _INVALID
+            self.error(path, _("The text is longer than %(limit)d characters.") % limit_args(limit))
+            return INVALID
         if "\x00" in value:
             self.error(path, _("The text contains a NUL character."))
-            return _INVALID
+            return INVALID
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             self.error(path, _("The text is not valid Unicode."))
-            return _INVALID
+            return INVALID
         return value
 
     def _date(self, value: object, path: str) -> Any:
@@ -248,7 +247,7 @@ class ValueChecker:
             except ValueError:
                 parsed = None
         if parsed is None or not MIN_DATE <= parsed <= MAX_DATE:
-            shown = _quote(value) if isinstance(value, str) else _kind_of(value)
+            shown = quote(value) if isinstance(value, str) else kind_of(value)
             self.error(
                 path,
                 _(
@@ -257,66 +256,68 @@ class ValueChecker:
                 )
                 % {"min": MIN_DATE.isoformat(), "max": MAX_DATE.isoformat(), "value": shown},
             )
-            return _INVALID
+            return INVALID
         return parsed
 
     def _days(self, value: object, path: str, *, minimum: int) -> Any:
-        days = _whole(value)
+        days = whole_number(value)
         if days is None or not minimum <= days <= MAX_DAYS:
             self.error(
                 path,
                 _("The value must be a whole number of days from %(min)d to %(max)d.")
                 % {"min": minimum, "max": MAX_DAYS},
             )
-            return _INVALID
+            return INVALID
         return days
 
     def _choice(self, spec: FieldSpec, value: object, path: str) -> Any:
         choices = self.choices_of(spec)
         if not isinstance(value, str) or value not in choices:
-            shown = _quote(value) if isinstance(value, str) else _kind_of(value)
+            shown = quote(value) if isinstance(value, str) else kind_of(value)
             self.error(
                 path,
                 _("%(value)s is not a choice of field %(key)s; choose from %(choices)s.")
                 % {
                     "value": shown,
-                    "key": _quote(spec.key),
+                    "key": quote(spec.key),
                     "choices": ", ".join(value for value, _label in spec.choice_options()),
                 },
             )
-            return _INVALID
+            return INVALID
         return value
 
     def _list(self, value: object, path: str, item: Any) -> Any:
         if not isinstance(value, list):
-            self.error(path, _("The value must be a list, not %(kind)s.") % _k(value))
-            return _INVALID
+            self.error(path, _("The value must be a list, not %(kind)s.") % kind_args(value))
+            return INVALID
         if not value:
             self.error(path, _("The list needs at least one value."))
-            return _INVALID
+            return INVALID
         if len(value) > MAX_LIST_VALUES:
-            self.error(path, _("The list has more than %(limit)d values.") % _n(MAX_LIST_VALUES))
-            return _INVALID
+            self.error(
+                path, _("The list has more than %(limit)d values.") % limit_args(MAX_LIST_VALUES)
+            )
+            return INVALID
         items = [item(entry, index(path, i)) for i, entry in enumerate(value)]
-        if any(entry is _INVALID for entry in items):
-            return _INVALID
+        if any(entry is INVALID for entry in items):
+            return INVALID
         return tuple(items)
 
     def _pair(self, value: object, path: str, item: Any) -> Any:
         if not isinstance(value, list) or len(value) != 2:
             self.error(path, _("'between' needs a list of two values [from, to]."))
-            return _INVALID
+            return INVALID
         low = item(value[0], index(path, 0))
         high = item(value[1], index(path, 1))
-        if low is _INVALID or high is _INVALID:
-            return _INVALID
+        if low is INVALID or high is INVALID:
+            return INVALID
         if low > high:
             self.error(
                 path,
                 _("'between' needs [from, to] with from <= to, not [%(low)s, %(high)s].")
                 % {"low": value[0], "high": value[1]},
             )
-            return _INVALID
+            return INVALID
         return (low, high)
 
     def _name(self, value: object, path: str, what: str) -> Any:
@@ -324,11 +325,10 @@ class ValueChecker:
             self.error(
                 path,
                 _("%(what)s must be a name (text), not %(kind)s.")
-                % {"what": _quote(what), "kind": _kind_of(value)},
+                % {"what": quote(what), "kind": kind_of(value)},
             )
-            return _INVALID
+            return INVALID
         if not value.strip():
-            self.error(path, _("%(what)s needs a name, not blank text.") % {"what": _quote(what)})
-            return _INVALID
+            self.error(path, _("%(what)s needs a name, not blank text.") % {"what": quote(what)})
+            return INVALID
         return self._checked_text(value, path, MAX_NAME_LENGTH)
-

@@ -197,6 +197,30 @@ def test_average_order_value_rounds_half_up_to_the_fen(amounts: list[str], avera
     assert _metrics(customer).avg_order_value == Decimal(average)
 
 
+def test_sums_are_exact_to_the_fen_however_many_small_amounts() -> None:
+    # given ten 0.10s, and 500.00 made of thirds: binary floats would miss both by a hair
+    small = _customer("C-SMALL")
+    for number in range(10):
+        _order(small, "0.10", AS_OF - number * dt.timedelta(minutes=1))
+    thirds = _customer("C-THIRDS")
+    for number, amount in enumerate(["166.67", "166.67", "166.66"]):
+        _order(thirds, amount, AS_OF - DAY - number * dt.timedelta(minutes=1))
+
+    # when
+    recompute_metrics(as_of=AS_OF)
+
+    # then
+    rows = _rows()
+    assert (rows["C-SMALL"]["spend_total"], rows["C-SMALL"]["spend_30d"]) == (
+        Decimal("1.00"),
+        Decimal("1.00"),
+    )
+    assert (rows["C-THIRDS"]["spend_total"], rows["C-THIRDS"]["value_tier"]) == (
+        Decimal("500.00"),
+        "high",
+    )
+
+
 def test_a_customer_without_orders_or_activity_gets_a_row_of_zeros_without_rfm() -> None:
     # given
     customer = _customer("C-1")

@@ -135,6 +135,11 @@ def test_explain_says_when_a_metric_is_the_default_of_a_missing_metrics_row(
             (False, None, "The customer has no attribute nothing."),
         ),
         ({"tag": "高价值用户"}, "B", (True, True, "The customer has the tag.")),
+        (
+            {"field": "points_balance", "op": "eq", "value": 0},
+            "C",
+            (True, 0, "Points balance is 0. (Not a member: the default value.)"),
+        ),
     ],
     ids=[
         "days-since",
@@ -146,6 +151,7 @@ def test_explain_says_when_a_metric_is_the_default_of_a_missing_metrics_row(
         "attribute-of-another-type",
         "attribute-missing",
         "tag",
+        "no-membership",
     ],
 )
 def test_explain_reports_each_leaf_with_the_value_it_read(
