@@ -1,7 +1,8 @@
 """`python -m bench [NAME ...] [--orders N] [--customers N] [--list]`: run benchmarks.
 
-With no name, every benchmark in BENCHMARKS runs, in order, on one fresh database. Each is a
-function taking the run's Context; add a new one by adding it to BENCHMARKS.
+With no name, every benchmark in BENCHMARKS runs, in order, on one fresh database (the loyalty
+ones on a database of their own). Each is a function taking the run's Context; add a new one by
+adding it to BENCHMARKS. A name in GROUPS stands for several benchmarks ("loyalty").
 """
 
 from __future__ import annotations

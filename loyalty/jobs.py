@@ -85,13 +85,20 @@ CATCH_UP_PENDING_TTL = 120  # seconds; a lost job (worker killed) frees the slot
 
 
 def catch_up_job() -> dict[str, int]:
-    """Memberships for new customers, points earned by new orders and events, refunds reversed."""
+    """Memberships for new customers, points earned by new orders and events, refunds reversed,
+    and tiers recomputed (an import can lift members into a higher tier at once)."""
     django_rq.get_connection(DEFAULT_QUEUE).delete(CATCH_UP_PENDING_KEY)
     now = timezone.now()
     sync_memberships(now=now)
     earned = award_points(now=now)
     reversed_ = reverse_refunded_orders(now=now)
-    return {"earned": earned.points_total, "reversed": reversed_.points_total}
+    tiers = recompute_tiers(now=now)
+    return {
+        "earned": earned.points_total,
+        "reversed": reversed_.points_total,
+        "upgraded": tiers.upgraded,
+        "downgraded": tiers.downgraded,
+    }
 
 
 def on_ingested(kind: str, customer_ids: frozenset[int] | None) -> None:
