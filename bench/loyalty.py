@@ -8,18 +8,21 @@ customer at a varied tier, some of them already inside their downgrade grace per
 --customers and --orders scale it down (events: a fifth of the orders).
 
 Each measurement runs ours (the service, in a child process, as its RQ job calls it) and a
-hand-written SQL that does the same work, from the same starting state: the loyalty tables are
-restored from a snapshot taken after the set-up, vacuumed and checkpointed before each run. The
-two end states are compared row for row (a checksum of every column we both write), so neither
-side can win by doing less.
+hand-written SQL that does the same work, from the same starting state: before a tier recompute
+or a first award the loyalty tables are restored from a snapshot taken after the set-up; each
+catch-up award starts from the ledger our first award wrote and is undone after it ran (its
+entries deleted, its points taken off the balances); the tables are vacuumed, analysed and
+checkpointed in between. The end states are compared (a checksum of every column both sides
+write), so neither side can win by doing less.
 
 - tiers_recompute: recompute_tiers(now=NOW) against one statement (the growth per member, the
   tier it earns by a LATERAL ... ORDER BY rank DESC LIMIT 1, the membership UPDATE and the tier
   change INSERT as data-modifying CTEs).
-- points_award: award_points on the whole history (now=NOW - 1 day, every order and event earns
+- points_award: award_points on the whole history (now=NOW - 1 day: every order and event earns
   for the first time), then the catch-up run at NOW that the after-ingest job makes (a day of new
-  orders and events against the full ledger); against one INSERT ... SELECT ... ON CONFLICT DO
-  NOTHING per source, RETURNING into the balance UPDATE, all in one statement.
+  orders and events against the whole ledger); against one statement: a single INSERT ... SELECT
+  of the order and event entries (the daily cap by a running SUM OVER the day) ON CONFLICT DO
+  NOTHING, RETURNING into the balance UPDATE and the batch totals.
 
 Aim: ours within 1.5 times the hand-written SQL. A miss prints the plans (EXPLAIN ANALYZE,
 BUFFERS) of our slowest statements and of the hand-written one.
