@@ -21,6 +21,11 @@ from tests.factories import (
 )
 
 
+def pytest_configure() -> None:
+    # The default hasher spends about a second per test user; no test here is about hashing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def customer_factory(db: None) -> type[CustomerFactory]:
     return CustomerFactory

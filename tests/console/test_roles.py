@@ -18,11 +18,6 @@ ROLE_BADGES = {"Admins": "Admin", "Managers": "Manager", "Operators": "Operator"
 CUSTOMER_MODELS = ("customer", "tag", "customertag", "order", "event", "importrun", "apikey")
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def permissions_of(group_name: str) -> set[str]:
     group = Group.objects.get(name=group_name)
     return {

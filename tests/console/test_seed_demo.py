@@ -18,11 +18,6 @@ AS_OF_TEXT = "2026-06-30T20:00:00+08:00"
 AS_OF = dt.datetime.fromisoformat(AS_OF_TEXT)
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def seed_demo(*args: str) -> str:
     out = io.StringIO()
     call_command("seed_demo", *args, stdout=out)

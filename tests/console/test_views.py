@@ -17,11 +17,9 @@ from tests.factories import SHANGHAI
 
 
 @pytest.fixture(autouse=True)
-def english_and_fast_passwords(settings: Any) -> None:
+def english(settings: Any) -> None:
     # Our strings will get a zh-hans catalogue: read the pages in English to assert their text.
     settings.LANGUAGE_CODE = "en"
-    # The default hasher spends about a second per test user; these tests are not about hashing.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def text(fragment: str) -> str:

@@ -21,9 +21,8 @@ MODEL_IDS = [model._meta.label for model, _model_admin in REGISTERED]
 
 
 @pytest.fixture(autouse=True)
-def english_and_fast_passwords(settings: Any) -> None:
+def english(settings: Any) -> None:
     settings.LANGUAGE_CODE = "en"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -25,11 +25,9 @@ _MESSAGES = re.compile(r'<p class="message message-(\w+)">([^<]*)</p>')
 
 
 @pytest.fixture(autouse=True)
-def english_and_fast_passwords(settings: Any) -> None:
+def english(settings: Any) -> None:
     # Django's own messages (form validation) are translated: read the page in English.
     settings.LANGUAGE_CODE = "en"
-    # The default hasher spends about a second per test user; these tests are not about hashing.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def shown_names(response: Any) -> list[str]:

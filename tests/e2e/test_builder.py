@@ -29,11 +29,6 @@ SAVED = {
 
 
 @pytest.fixture(autouse=True)
-def fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def empty_queues(rq_queues: dict[str, Queue]) -> None:
     # Saving queues the segment's first refresh on the test Redis; rq_queues empties it after.
     return None

@@ -14,11 +14,6 @@ from tests.factories import SHANGHAI
 NAMES = "#customer-results tbody tr td:first-child a"
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def shop(
     customer_factory: Any, tag_factory: Any, customer_tag_factory: Any, order_factory: Any

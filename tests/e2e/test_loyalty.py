@@ -17,11 +17,6 @@ from tests.e2e.test_customers import is_the_same_document, mark_the_document, sw
 IMPACT_ROWS = "#tier-impact tbody tr"
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def members(customer_factory: Any, order_factory: Any) -> None:
     """Ann (600) and Ben (800) reach silver once its threshold drops to 500; Cai (100) does

@@ -35,10 +35,9 @@ HTMX = {"HX-Request": "true"}
 
 
 @pytest.fixture(autouse=True)
-def english_and_fast_passwords(settings: Any) -> None:
+def english(settings: Any) -> None:
     # Our strings will get a zh-hans catalogue: read the pages in English to assert their text.
     settings.LANGUAGE_CODE = "en"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 # --- reading the pages ------------------------------------------------------------------------

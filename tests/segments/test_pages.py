@@ -48,9 +48,8 @@ _ROWS = re.compile(r'<tr data-segment-id="(\d+)">\s*<td>\s*<a href="[^"]*">([^<]
 
 
 @pytest.fixture(autouse=True)
-def english_and_fast_passwords(settings: Any) -> None:
+def english(settings: Any) -> None:
     settings.LANGUAGE_CODE = "en"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def at(day: int, hour: int = 12) -> dt.datetime:
