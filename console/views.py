@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_POST
@@ -248,5 +249,8 @@ def customer_points_redeem(request: HttpRequest, customer_id: int) -> HttpRespon
                 "Redeemed %(count)d point, worth ¥%(yuan)s.",
                 "Redeemed %(count)d points, worth ¥%(yuan)s.",
                 redemption.points,
-            ) % {"count": redemption.points, "yuan": f"{redemption.yuan:.2f}"}
+            ) % {
+                "count": redemption.points,
+                "yuan": number_format(redemption.yuan, decimal_pos=2, force_grouping=True),
+            }
     return _points_response(request, customer_id, done=done, redeem_form=form)

@@ -20,15 +20,16 @@ from django.views.decorators.vary import vary_on_headers
 
 from customers.imports import (
     IMPORT_PERMISSION,
+    RECENT_RUNS,
     check_upload,
     get_import_run,
     list_kind_columns,
-    list_recent_import_runs,
     max_upload_bytes,
     start_import,
     too_large_error,
 )
 from customers.models import ImportKind
+from customers.queries import list_recent_import_runs
 
 REPORT_TARGET = "import-report"  # the id of the polled section in import_report_body.html
 
@@ -97,7 +98,7 @@ def _upload_page(request: HttpRequest, form: ImportForm, *, status: int = 200) -
     context = {
         "form": form,
         "kind_columns": list_kind_columns(),
-        "runs": list_recent_import_runs(),
+        "runs": list_recent_import_runs(limit=RECENT_RUNS),
         "max_upload_megabytes": f"{max_upload_bytes() / (1024 * 1024):g}",
     }
     return render(request, "customers/import_upload.html", context, status=status)

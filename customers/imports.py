@@ -152,14 +152,5 @@ def list_kind_columns() -> list[KindColumns]:
     return result
 
 
-def list_recent_import_runs(*, limit: int = RECENT_RUNS) -> list[ImportRun]:
-    """The latest runs with who started them; their error lists are left in the database."""
-    return list(
-        ImportRun.objects.select_related("created_by")
-        .defer("errors", "stored_path")
-        .order_by("-created_at", "-pk")[:limit]
-    )
-
-
 def get_import_run(*, import_run_id: int) -> ImportRun | None:
     return ImportRun.objects.select_related("created_by").filter(pk=import_run_id).first()

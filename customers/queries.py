@@ -313,14 +313,19 @@ def get_dashboard_figures(*, now: dt.datetime) -> DashboardFigures:
         orders_30d=orders["count"],
         revenue_30d=orders["revenue"] or Decimal("0.00"),
         events_7d=Event.objects.filter(occurred_at__gt=now - dt.timedelta(days=7)).count(),
-        latest_imports=list(
-            ImportRun.objects.select_related("created_by").order_by("-created_at", "-pk")[
-                :RECENT_IMPORTS
-            ]
-        ),
+        latest_imports=list_recent_import_runs(limit=RECENT_IMPORTS),
     )
 
 
 def get_customer_metrics(customer_id: int) -> CustomerMetrics | None:
     """The customer's metrics row from the last recompute (None before the first one)."""
     return CustomerMetrics.objects.filter(pk=customer_id).first()
+
+
+def list_recent_import_runs(*, limit: int) -> list[ImportRun]:
+    """The latest runs with who started them; their error lists are left in the database."""
+    return list(
+        ImportRun.objects.select_related("created_by")
+        .defer("errors", "stored_path")
+        .order_by("-created_at", "-pk")[:limit]
+    )

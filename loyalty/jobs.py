@@ -27,8 +27,7 @@ DEFAULT_QUEUE = "default"
 
 def recompute_tiers_job(now_iso: str | None = None) -> dict[str, int]:
     """Recompute every member's tier as of now_iso (an aware ISO date-time; empty: now)."""
-    now = dt.datetime.fromisoformat(now_iso) if now_iso else timezone.now()
-    return dataclasses.asdict(recompute_tiers(now=now))
+    return dataclasses.asdict(recompute_tiers(now=_points_now(now_iso)))
 
 
 def sync_memberships_job() -> int:

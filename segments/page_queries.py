@@ -16,7 +16,6 @@ from customers.models import Customer, Event, Tag
 from customers.queries import list_known_cities
 from segments.models import Segment, SegmentRefresh
 from segments.queries import list_segments
-from segments.services.segments import referenced_segment_ids
 
 SPARKLINE_REFRESHES = 20  # the list's trend line: the last 20 refreshes of each segment
 MAX_KNOWN_EVENT_NAMES = 500  # a guard on the index walk below, far above any shop's event list
@@ -68,14 +67,6 @@ def get_segment(segment_id: int) -> Segment | None:
     return Segment.objects.select_related("owner").filter(pk=segment_id).first()
 
 
-def list_segments_using(segment_id: int) -> list[Segment]:
-    """The other segments whose definition refers to this one ({"segment": id} anywhere)."""
-    # Definitions are small JSON trees; one scan of them beats a JSON path query that would
-    # differ between SQLite and PostgreSQL and miss references nested at any depth.
-    others = Segment.objects.exclude(pk=segment_id).only("pk", "name", "definition")
-    return [other for other in others if segment_id in referenced_segment_ids(other.definition)]
-
-
 def list_template_segments() -> list[Segment]:
     return list(
         Segment.objects.filter(is_template=True)
@@ -102,10 +93,11 @@ def find_customer(text: str) -> tuple[Customer | None, int]:
     is ambiguous (0 otherwise).
     """
     text = text.strip()
-    if not text:
+    if not text or "\x00" in text:  # a NUL can match nobody, and PostgreSQL refuses it
         return None, 0
     customer = Customer.objects.filter(external_id=text).first()
-    if customer is None and text.isdigit():
+    # isdigit() alone admits "²", which int() refuses.
+    if customer is None and text.isascii() and text.isdigit():
         customer = Customer.objects.filter(pk=int(text)).first()
     if customer is not None:
         return customer, 0
@@ -159,6 +151,8 @@ def search_tag_names(text: str, *, limit: int = TAG_SUGGESTIONS) -> list[str]:
 
 def list_known_values(kind: str, *, text: str = "", event: str = "") -> list[str]:
     """The values the builder offers for a kind of input (see VALUE_KINDS)."""
+    # Typed into a search box: a NUL can match nothing, and PostgreSQL refuses it in a query.
+    text, event = text.replace("\x00", ""), event.replace("\x00", "")
     if kind == "city":
         return list_known_cities()
     if kind == "tag":

@@ -17,15 +17,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from segments.charts import figure_data, size_history_figure, sparkline
 from segments.models import Segment, SegmentKind, SegmentMember
-from segments.page_queries import (
-    find_customer,
-    get_segment,
-    list_segment_rows,
-    list_segments_using,
-)
+from segments.page_queries import find_customer, get_segment, list_segment_rows
 from segments.queries import list_segment_members, list_segment_refreshes
 from segments.rules import RulesInvalid, explain_rules
 from segments.services.segments import (
+    list_segments_using,
     referenced_segment_ids,
     request_segment_refresh,
     resnapshot_segment,

@@ -330,7 +330,8 @@ def parse_tags(value: Any) -> tuple[str, ...]:
         names = [_as_text(name) for name in value]
     else:
         names = [name.strip() for name in _as_text(value).split(TAG_SEPARATOR)]
-    result = tuple(dict.fromkeys(name for name in names if name))
+    # Inner runs of spaces collapse, as services.clean_tag_name does for a typed tag.
+    result = tuple(dict.fromkeys(" ".join(name.split()) for name in names if name))
     for name in result:
         if len(name) > TAG_MAX_LENGTH:
             raise InvalidValue(f"tag {name[:20]!r}… is longer than {TAG_MAX_LENGTH} characters")

@@ -293,10 +293,14 @@ class OrderWriter(_FactWriter):
     def _update_existing(self, cursor: Any) -> set[int]:
         # An order is a fact: only its status moves on (paid -> refunded, which takes its points
         # back). Amount, time and customer of a stored order are never rewritten by a re-import.
+        # A row naming another (or an unknown) customer is reported and changes nothing.
         table = _quote(Order._meta.db_table)
+        customers = _quote(Customer._meta.db_table)
         cursor.execute(
             f"UPDATE {table} SET status = s.status FROM {STAGE} s "
-            f"WHERE {table}.external_id = s.ext_id AND {table}.status <> s.status "
+            f"JOIN {customers} c ON c.external_id = s.customer_ext "
+            f"WHERE {table}.external_id = s.ext_id AND {table}.customer_id = c.id "
+            f"AND {table}.status <> s.status "
             f"RETURNING {table}.customer_id"
         )
         return {customer_id for (customer_id,) in cursor.fetchall()}

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from loyalty.models import LoyaltySettings, PointsRule, Tier
-from loyalty.services.ledger import Actor
+from loyalty.services.ledger import FIRST_EARNING_YEAR, Actor, current_settings
 from loyalty.services.memberships import lock_loyalty_settings
 from loyalty.services.tiers import (
     TierImpact,
@@ -142,6 +142,12 @@ def _points_rule_errors(
             )
     if rule.active_since is not None and timezone.is_naive(rule.active_since):
         add("active_since", _("Enter a date and time with a time zone."))
+    elif rule.active_since is not None and rule.active_since.year < FIRST_EARNING_YEAR:
+        # Nothing earlier can be imported; and year 1 in Shanghai is before year 1 in UTC.
+        add(
+            "active_since",
+            _("Enter a time in %(year)d or later.") % {"year": FIRST_EARNING_YEAR},
+        )
     return errors
 
 
@@ -311,7 +317,7 @@ def preview_tier_rules(
     that the preview runs the very SQL of the recompute with the proposed settings. Raises
     TierRulesError, or ValidationError for bad settings.
     """
-    current = LoyaltySettings.objects.get_or_create(pk=1)[0]
+    current = current_settings()  # a preview never creates the settings row
     if (current.growth_window_days, current.downgrade_grace_days) == (
         growth_window_days,
         downgrade_grace_days,

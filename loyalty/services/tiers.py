@@ -29,11 +29,11 @@ from django.utils.translation import ngettext
 from customers.models import Customer, Order, OrderStatus
 from loyalty.models import (
     MAX_TIER_RANK,
-    LoyaltySettings,
     Membership,
     Tier,
     TierChange,
 )
+from loyalty.services.ledger import current_settings
 from loyalty.services.memberships import (
     db_datetime,
     lock_loyalty_settings,
@@ -616,7 +616,7 @@ def preview_tier_impact(
     """
     now = resolve_now(now)
     _require_valid(rules)
-    loyalty_settings, _created = LoyaltySettings.objects.get_or_create(pk=1)
+    loyalty_settings = current_settings()  # a preview never creates the settings row
     plan_sql, params = _plan_sql(
         _thresholds(rules),
         now=now,

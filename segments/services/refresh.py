@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from segments.models import Segment, SegmentKind, SegmentMember, SegmentRefresh
-from segments.queries import list_dynamic_segment_ids
+from segments.queries import count_segment_members, list_dynamic_segment_ids
 from segments.rules import compile_rules
 from segments.services.materialise import (
     db_datetime,
@@ -60,10 +60,6 @@ class SegmentIsFrozen(ValidationError):
 
 def _elapsed_ms(clock: float) -> int:
     return round((time.perf_counter() - clock) * 1000)
-
-
-def _count_members(segment_id: int) -> int:
-    return SegmentMember.objects.filter(segment_id=segment_id).count()
 
 
 @transaction.atomic
@@ -105,7 +101,7 @@ def refresh_segment_members(
         error = describe_error(exc)
         joined = left = 0
         logger.warning("refresh of segment %s failed: %s", segment.pk, error)
-    size = _count_members(segment.pk)
+    size = count_segment_members(segment.pk)
     refresh = SegmentRefresh.objects.create(
         segment=segment,
         started_at=started_at,
@@ -177,7 +173,7 @@ def _refresh_one_for_customers(
             return None
         if error:
             logger.warning("refresh of segment %s for customers failed: %s", segment.pk, error)
-        size = _count_members(segment.pk) if joined or left else segment.size
+        size = count_segment_members(segment.pk) if joined or left else segment.size
         refresh = SegmentRefresh.objects.create(
             segment=segment,
             started_at=started_at,

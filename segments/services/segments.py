@@ -80,7 +80,9 @@ def _field_errors(
     segment_id: int | None,
 ) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
-    if not name:
+    if "\x00" in name:
+        errors["name"] = [_("A name cannot contain a NUL character.")]
+    elif not name:
         errors["name"] = [_("Enter a name.")]
     elif len(name) > NAME_MAX_LENGTH:
         errors["name"] = [
@@ -92,7 +94,9 @@ def _field_errors(
         .exists()
     ):
         errors["name"] = [_("A segment named %(name)s already exists.") % {"name": name}]
-    if len(description) > DESCRIPTION_MAX_LENGTH:
+    if "\x00" in description:
+        errors["description"] = [_("A description cannot contain a NUL character.")]
+    elif len(description) > DESCRIPTION_MAX_LENGTH:
         errors["description"] = [
             _("A description has at most %(limit)d characters.") % {"limit": DESCRIPTION_MAX_LENGTH}
         ]
@@ -234,12 +238,16 @@ def update_segment(
     return segment
 
 
+def list_segments_using(segment_id: int) -> list[Segment]:
+    """The other segments whose definition refers to this one ({"segment": id} anywhere)."""
+    # Definitions are small JSON trees; one scan of them beats a JSON path query that would
+    # differ between SQLite and PostgreSQL and miss references nested at any depth.
+    others = Segment.objects.exclude(pk=segment_id).only("pk", "name", "definition")
+    return [other for other in others if segment_id in referenced_segment_ids(other.definition)]
+
+
 def _referencing(segment_id: int) -> list[str]:
-    names = [
-        other.name
-        for other in Segment.objects.exclude(pk=segment_id).only("name", "definition")
-        if segment_id in referenced_segment_ids(other.definition)
-    ]
+    names = [other.name for other in list_segments_using(segment_id)]
     names += [
         str(rule.tag)
         for rule in TagRule.objects.select_related("tag").only("tag__name", "definition")

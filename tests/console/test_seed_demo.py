@@ -161,8 +161,9 @@ def test_without_if_empty_a_database_with_customers_is_refused(
         (["--customers", "-1"], "--customers cannot be negative"),
         (["--as-of", "yesterday"], "--as-of 'yesterday' is not an ISO 8601 date and time"),
         (["--as-of", "2999-01-01T00:00:00+08:00"], "--as-of is in the future"),
+        (["--as-of", "2025-02-30T10:00:00"], "--as-of '2025-02-30T10:00:00' is not a valid date"),
     ],
-    ids=["negative", "not-a-date", "future"],
+    ids=["negative", "not-a-date", "future", "impossible-day"],
 )
 def test_bad_arguments_are_refused_with_the_reason(
     db: None, arguments: list[str], error: str

@@ -207,6 +207,39 @@ def test_reimporting_the_same_orders_file_changes_nothing(tmp_path: Path) -> Non
 
 
 @pytest.mark.usefixtures("two_customers")
+def test_a_refund_row_naming_another_or_an_unknown_customer_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    import_file(
+        "orders",
+        csv_file(
+            tmp_path,
+            ORDERS_HEADER,
+            "O1,C1,2024-05-01,199.00,paid,,",
+            "O2,C2,2024-05-01,99.00,paid,,",
+        ),
+    )
+    refunds = csv_file(
+        tmp_path,
+        ORDERS_HEADER,
+        "O1,C2,2024-05-01,199.00,refunded,,",
+        "O2,NOPE,2024-05-01,99.00,refunded,,",
+        name="refunds.csv",
+    )
+
+    report = import_file("orders", refunds)
+
+    assert (report.imported, report.updated, report.unchanged, report.rejected) == (0, 0, 1, 1)
+    assert report.errors == [
+        {"row": 3, "column": "customer_id", "reason": "unknown customer 'NOPE'"}
+    ]
+    assert list(Order.objects.order_by("external_id").values_list("status", flat=True)) == [
+        "paid",
+        "paid",
+    ]
+
+
+@pytest.mark.usefixtures("two_customers")
 def test_a_reimported_order_marked_refunded_changes_only_its_status(tmp_path: Path) -> None:
     import_file(
         "orders", csv_file(tmp_path, ORDERS_HEADER, "O1,C1,2024-05-01,199.00,paid,app,美妆")

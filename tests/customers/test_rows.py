@@ -231,6 +231,10 @@ def test_tags_separated_by_semicolons_read_back_in_order_without_repeats(
     assert parse_tags(cell) == tuple(dict.fromkeys(names))
 
 
+def test_inner_runs_of_spaces_in_a_tag_collapse_as_in_a_typed_tag() -> None:
+    assert parse_tags("VIP  gold; VIP gold ;新\u3000客") == ("VIP gold", "新 客")
+
+
 def test_a_tag_longer_than_64_characters_is_rejected() -> None:
     with pytest.raises(InvalidValue) as error:
         parse_tags("ok;" + "长" * 65)

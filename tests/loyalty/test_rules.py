@@ -129,6 +129,10 @@ def test_a_new_rule_may_not_take_the_event_of_a_rule_left_out(admin_user: Any, d
             {"active_since": dt.datetime(2025, 1, 1)},  # noqa: DTZ001 - the naive time is the point
             [("active_since", "Enter a date and time with a time zone.")],
         ),
+        (
+            {"active_since": dt.datetime(1, 1, 1, tzinfo=dt.UTC)},
+            [("active_since", "Enter a time in 1900 or later.")],
+        ),
         ({"event_name": "x" * 65}, [("event_name", "An event name has at most 64 characters.")]),
         ({"event_name": "  "}, [("event_name", "Enter an event name.")]),
         ({"points": True}, [("points", "Points are a whole number from 0 to 100000.")]),
@@ -143,7 +147,7 @@ def test_a_new_rule_may_not_take_the_event_of_a_rule_left_out(admin_user: Any, d
             ],
         ),
     ],
-    ids=["gone", "naive-time", "long-name", "blank-name", "bool-points", "too-many"],
+    ids=["gone", "naive-time", "long-name", "blank-name", "bool-points", "too-many", "year-1"],
 )
 def test_validation_names_the_rule_and_field(
     db: None, changes: dict[str, Any], errors: list[tuple[str, str]]

@@ -380,6 +380,20 @@ def test_explain_says_why_a_customer_is_not_in_the_segment(
     assert "City is 北京." in html.unescape(page)
 
 
+@pytest.mark.parametrize("typed", ["²", "12\x003"], ids=["superscript-digit", "nul"])
+def test_explain_for_text_that_names_nobody_says_so(
+    operator_client: Client, shanghai_segment: Segment, typed: str
+) -> None:
+    response = operator_client.get(
+        f"/segments/{shanghai_segment.pk}/explain/",
+        {"customer": typed},
+        headers={"HX-Request": "true"},
+    )
+
+    assert response.status_code == 200
+    assert "王芳" not in response.content.decode()
+
+
 def test_explain_finds_a_customer_by_external_id_on_the_whole_page(
     operator_client: Client, shanghai_segment: Segment
 ) -> None:
@@ -508,8 +522,9 @@ def test_a_definition_that_is_not_json_is_refused_with_400(operator_client: Clie
         ),
         ({"refresh_interval_minutes": "0"}, "Refresh every 1 to 10080 minutes."),
         ({"kind": "weekly"}, "weekly is not a kind of segment: choose dynamic or static."),
+        ({"name": "上海\x00VIP"}, "A name cannot contain a NUL character."),
     ],
-    ids=["name", "interval-text", "interval-range", "kind"],
+    ids=["name", "interval-text", "interval-range", "kind", "nul-name"],
 )
 def test_a_bad_form_field_is_refused_with_400_and_its_message(
     operator_client: Client, fields: dict[str, str], error: str

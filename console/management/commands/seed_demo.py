@@ -143,7 +143,10 @@ def _parse_as_of(value: str | dt.datetime | None) -> dt.datetime:
     now = timezone.now()
     if value is None:
         return now
-    as_of = value if isinstance(value, dt.datetime) else parse_datetime(value)
+    try:
+        as_of = value if isinstance(value, dt.datetime) else parse_datetime(value)
+    except ValueError as error:  # well-formed but impossible, e.g. 2025-02-30
+        raise CommandError(f"--as-of {value!r} is not a valid date and time: {error}") from None
     if as_of is None:
         raise CommandError(f"--as-of {value!r} is not an ISO 8601 date and time")
     if timezone.is_naive(as_of):
