@@ -59,10 +59,50 @@ def award_points(now_iso: str) -> dict[str, Any]:
     return result | {"as_of": result["as_of"].isoformat()}
 
 
+def recompute_metrics(as_of_iso: str) -> dict[str, Any]:
+    from customers.metrics import recompute_metrics
+
+    result = recompute_metrics(as_of=dt.datetime.fromisoformat(as_of_iso))
+    return result.as_json()
+
+
+def segment_preview(tree_json: str, as_of_iso: str, rounds: str) -> dict[str, Any]:
+    """preview_rules run `rounds` times; the seconds of each (the first one warms the caches)."""
+    from segments.rules.preview import preview_rules
+
+    tree = json.loads(tree_json)
+    as_of = dt.datetime.fromisoformat(as_of_iso)
+    times = []
+    for _round in range(int(rounds)):
+        started = time.perf_counter()
+        preview = preview_rules(tree, as_of=as_of)
+        times.append(time.perf_counter() - started)
+    return {
+        "count": preview.count,
+        "sample_ids": [customer.pk for customer in preview.sample],
+        "sql_ms": preview.sql_ms,
+        "round_seconds": times,
+    }
+
+
+def refresh_segment(segment_id: str, as_of_iso: str) -> dict[str, Any]:
+    from segments.services.refresh import refresh_segment_members
+
+    refresh = refresh_segment_members(
+        segment_id=int(segment_id), as_of=dt.datetime.fromisoformat(as_of_iso)
+    )
+    if refresh.error:
+        raise SystemExit(f"refresh failed: {refresh.error}")
+    return {"size": refresh.size, "joined": refresh.joined, "left": refresh.left}
+
+
 OPERATIONS: dict[str, Callable[..., dict[str, Any]]] = {
     "import_orders": import_orders,
     "recompute_tiers": recompute_tiers,
     "award_points": award_points,
+    "recompute_metrics": recompute_metrics,
+    "segment_preview": segment_preview,
+    "refresh_segment": refresh_segment,
 }
 
 

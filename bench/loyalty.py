@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from bench import database, generate
+from bench import database, generate, report, sqldata
 from bench.context import ChildRun, Context
 
 DEFAULT_CUSTOMERS = 1_000_000
@@ -71,57 +70,12 @@ class LoyaltyData:
 
 # --- the data ----------------------------------------------------------------------------------
 
-# u1..u3 are uniform in [0, 1) and s a non-negative int, all from two 64-bit hashes of the row
-# number: deterministic for a seed, and independent enough for a benchmark.
-_HASHES = """
-    CROSS JOIN LATERAL (SELECT hashint8extended(i, %(seed)s) AS a,
-                               hashint8extended(i, %(seed)s + 1) AS b) r
-    CROSS JOIN LATERAL (SELECT (r.a & 4294967295)::float8 / 4294967296 AS u1,
-                               ((r.a >> 32) & 4294967295)::float8 / 4294967296 AS u2,
-                               (r.b & 4294967295)::float8 / 4294967296 AS u3,
-                               (r.b >> 32) & 2147483647 AS s) h
-"""
-# In time order over the history with up to an hour of jitter; the square skews rows towards
-# low customer numbers, so that few customers buy (and sign in) often.
-_CUSTOMER = "%(first_customer)s + floor(%(customers)s * h.u1 * h.u1)::bigint"
-_WHEN = (
-    "%(start)s + floor(%(spread)s * (i - 1)::float8 / %(count)s + 3600 * h.u2) "
-    "* interval '1 second'"
-)
-ORDERS_SQL = f"""
-    INSERT INTO customers_order (
-        external_id, customer_id, placed_at, amount, status, channel, category, created_at)
-    SELECT 'L' || lpad(i::text, 9, '0'), {_CUSTOMER}, {_WHEN},
-           round((10 + 1990 * h.u3 * h.u3)::numeric, 2),
-           CASE WHEN mod(h.s, 100) < %(refunded_percent)s THEN 'refunded' ELSE 'paid' END,
-           (ARRAY['tmall', 'jd', 'douyin', 'pinduoduo', 'mini_program', 'app'])
-               [1 + mod(h.s / 100, 6)],
-           (ARRAY['美妆', '母婴', '服饰', '食品', '数码'])[1 + mod(h.s / 600, 5)],
-           now()
-    FROM generate_series(1, %(count)s) AS i {_HASHES}
-"""
 EVENTS_SQL = f"""
     INSERT INTO customers_event (event_id, customer_id, name, occurred_at, properties, created_at)
-    SELECT 'L' || lpad(i::text, 9, '0'), {_CUSTOMER},
-           (ARRAY['sign_in', 'sign_in', 'review', 'share'])[1 + mod(h.s, 4)], {_WHEN},
+    SELECT 'L' || lpad(i::text, 9, '0'), {sqldata.CUSTOMER_SQL},
+           (ARRAY['sign_in', 'sign_in', 'review', 'share'])[1 + mod(h.s, 4)], {sqldata.WHEN_SQL},
            '{{}}'::jsonb, now()
-    FROM generate_series(1, %(count)s) AS i {_HASHES}
-"""
-# 70 % normal, 15 % silver, 10 % gold, 5 % diamond; a fifth of those above the lowest tier went
-# below it 1 to 60 days ago (the grace period is 30 days: half of them have run out of it).
-MEMBERSHIPS_SQL = """
-    INSERT INTO loyalty_membership (customer_id, tier_id, tier_since, below_tier_since,
-                                    points_balance, pending_points, joined_at)
-    SELECT c.id, t.id, c.registered_at,
-           CASE WHEN t.rank > 0 AND mod(h.s, 5) = 0
-                THEN %(now)s - (1 + mod(h.s / 5, 60)) * interval '1 day' END,
-           0, 0, c.registered_at
-    FROM customers_customer c
-    CROSS JOIN LATERAL (SELECT hashint8extended(c.id, %(seed)s + 4) & 2147483647 AS s) h
-    JOIN loyalty_tier t ON t.rank = least(
-        (SELECT max(rank) FROM loyalty_tier),
-        CASE WHEN mod(h.s / 300, 100) < 70 THEN 0 WHEN mod(h.s / 300, 100) < 85 THEN 1
-             WHEN mod(h.s / 300, 100) < 95 THEN 2 ELSE 3 END)
+    FROM generate_series(1, %(count)s) AS i {sqldata.HASHES_SQL}
 """
 JOINED_SQL = """
     INSERT INTO loyalty_tierchange (customer_id, from_tier_id, to_tier_id, reason, spend,
@@ -163,23 +117,21 @@ def _make_data(context: Context) -> LoyaltyData:
     customer_seconds = database.insert_customers(data.url, customers)
     started = time.perf_counter()
     with database.connect(data.url) as connection:
-        row = connection.execute("SELECT min(id), max(id) FROM customers_customer").fetchone()
-        assert row is not None
-        assert row[1] - row[0] + 1 == customers, "the customer ids have gaps"
+        first_customer = sqldata.customer_range(connection, customers)
         spread = HISTORY.total_seconds() - 3600  # the jitter stays inside the history
         common = {
             "seed": options.seed,
-            "first_customer": row[0],
+            "first_customer": first_customer,
             "customers": customers,
             "start": NOW - HISTORY,
             "spread": spread,
             "refunded_percent": REFUNDED_PERCENT,
             "now": NOW,
         }
-        connection.execute(ORDERS_SQL, common | {"count": data.orders})
+        connection.execute(sqldata.ORDERS_SQL, common | {"count": data.orders})
         orders_seconds = time.perf_counter() - started
         connection.execute(EVENTS_SQL, common | {"count": data.events, "seed": options.seed + 2})
-        connection.execute(MEMBERSHIPS_SQL, common)
+        connection.execute(sqldata.MEMBERSHIPS_SQL, common)
         window_days = _settings(connection)["growth_window_days"]
         connection.execute(JOINED_SQL, {"window_days": window_days})
         connection.execute(
@@ -200,11 +152,7 @@ def _make_data(context: Context) -> LoyaltyData:
 
 
 def _settings(connection: Any) -> dict[str, Any]:
-    cursor = connection.execute("SELECT * FROM loyalty_loyaltysettings WHERE id = 1")
-    names = [column.name for column in cursor.description]
-    row = cursor.fetchone()
-    assert row is not None, "migration 0002 makes the settings row"
-    return dict(zip(names, row, strict=True))
+    return sqldata.settings_row(connection, "loyalty_loyaltysettings")
 
 
 def _reset(url: str) -> None:
@@ -225,23 +173,13 @@ def _settle(connection: Any) -> None:
     connection.execute("SELECT sum(length(name)) FROM customers_event").fetchone()
 
 
-def _fingerprint(url: str, table: str, columns: str) -> tuple[Any, ...]:
-    """Rows and a checksum of the columns of every row, in no order."""
-    with database.connect(url) as connection:
-        row = connection.execute(
-            f"SELECT count(*), sum(hashtextextended(ROW({columns})::text, 0)::numeric) FROM {table}"
-        ).fetchone()
-    assert row is not None
-    return tuple(row)
-
-
 def _tiers_state(url: str) -> tuple[Any, ...]:
-    return _fingerprint(
+    return sqldata.fingerprint(
         url,
         "loyalty_membership",
         "customer_id, tier_id, tier_since, below_tier_since, points_balance, pending_points, "
         "joined_at",
-    ) + _fingerprint(
+    ) + sqldata.fingerprint(
         url,
         "loyalty_tierchange",
         "customer_id, from_tier_id, to_tier_id, reason, spend, orders_count, window_days, "
@@ -251,16 +189,18 @@ def _tiers_state(url: str) -> tuple[Any, ...]:
 
 def _points_state(url: str) -> tuple[Any, ...]:
     # Not the ids, batch ids and creation times: those differ between any two runs.
-    ledger = _fingerprint(
+    ledger = sqldata.fingerprint(
         url,
         "loyalty_pointsentry",
         "customer_id, kind, bucket, delta, rule_id, source_id, idempotency_key, reason, "
         "earned_on, effective_at, available_at, expires_at, created_by_id",
     )
-    balances = _fingerprint(
+    balances = sqldata.fingerprint(
         url, "loyalty_membership", "customer_id, points_balance, pending_points"
     )
-    batches = _fingerprint(url, "loyalty_pointsbatch", "kind, as_of, entries_count, points_total")
+    batches = sqldata.fingerprint(
+        url, "loyalty_pointsbatch", "kind, as_of, entries_count, points_total"
+    )
     return ledger + balances + batches
 
 
@@ -361,11 +301,11 @@ def run_tiers_recompute(context: Context) -> None:
         f"{result['grace_started']:,}, grace cleared {result['grace_cleared']:,}, still in grace "
         f"{result['still_in_grace']:,}, unchanged {result['unchanged']:,}"
     )
-    _print_times(hand_times, our_runs)
-    _print_verdict(ratio, same=hand_state == our_state, ours=ours)
+    report.print_times(hand_times, our_runs)
+    report.print_verdict(ratio, aim=AIM_RATIO, same=hand_state == our_state, ours=ours)
     if ratio > AIM_RATIO:
         _explain(context, data, "recompute_tiers", NOW, ours, HAND_TIERS_SQL, _tiers_params)
-    _print_load(load_before)
+    report.print_load(load_before)
 
 
 # --- points ------------------------------------------------------------------------------------
@@ -542,9 +482,9 @@ def run_points_award(context: Context) -> None:
             f"  {title}, as of {now.isoformat()}: {result['entries_count']:,} entries, "
             f"{result['points_total']:,} points"
         )
-        _print_times(hand_times, our_runs)
+        report.print_times(hand_times, our_runs)
         ratio = ours.seconds / min(hand_times)
-        _print_verdict(ratio, same=same, ours=ours)
+        report.print_verdict(ratio, aim=AIM_RATIO, same=same, ours=ours)
         if ratio > AIM_RATIO:
             if now == FIRST_AWARD_AT:
                 _reset(data.url)
@@ -559,7 +499,7 @@ def run_points_award(context: Context) -> None:
             )
             if now == NOW:
                 _undo_last_batch(data.url)
-    _print_load(load_before)
+    report.print_load(load_before)
 
 
 def _settle_ledger(url: str) -> None:
@@ -621,51 +561,6 @@ def _run_ours(
     return context.run_child(operation, now.isoformat(), url=data.url, env=env)
 
 
-def _print_times(hand_times: list[float], our_runs: list[ChildRun]) -> None:
-    print(f"    {'':18} {'seconds':>9}")
-    print(f"    {'hand-written SQL':18} {_seconds(hand_times):>9}")
-    ours = min(our_runs, key=lambda run: run.seconds)
-    print(
-        f"    {'ours':18} {_seconds([run.seconds for run in our_runs]):>9}   "
-        f"({ours.statements} statements; process: {ours.wall_seconds:.1f} s with start-up)"
-    )
-
-
-def _seconds(times: list[float]) -> str:
-    return " / ".join(f"{seconds:.2f}" for seconds in times)
-
-
-def _print_verdict(ratio: float, *, same: bool, ours: ChildRun) -> None:
-    print(
-        f"    ratio ours / hand-written: {ratio:.2f} (aim <= {AIM_RATIO}): "
-        f"{'PASS' if ratio <= AIM_RATIO else 'MISS'}; same result: "
-        f"{'yes' if same else 'NO, the two end states differ'}"
-    )
-    slowest = ", ".join(
-        f"#{timing['number']} {timing['seconds']:.2f} s {_label(timing['sql'])}"
-        for timing in ours.slowest[:3]
-    )
-    print(f"    ours, slowest statements: {slowest}")
-
-
-def _label(sql: str) -> str:
-    """What a statement writes (or reads), and from which of orders and events."""
-    found = _WRITE.search(sql)
-    label = " ".join(found.group(0).split()) if found else " ".join(sql.split()[:4])
-    sources = [name for table, name in _SOURCES if table in sql]
-    return f"{label} ({', '.join(sources)})" if sources else label
-
-
-def _condensed(sql: str) -> str:
-    # Our statements open with a VALUES list of 126 years of expiry dates, or of the tiers.
-    return _VALUES_ROWS.sub(r"\1, ...", " ".join(sql.split()))[:400]
-
-
-_WRITE = re.compile(r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM|CREATE\s+TEMP\s+TABLE)\s+\S+")
-_SOURCES = (("customers_order", "orders"), ("customers_event", "events"))
-_VALUES_ROWS = re.compile(r"(\([^()]*\))(?:, \([^()]*\))+")
-
-
 def _explain(
     context: Context,
     data: LoyaltyData,
@@ -690,23 +585,9 @@ def _explain(
         plan = connection.execute(f"EXPLAIN (ANALYZE, BUFFERS) {hand_sql}", params)
         hand_plan = "\n".join(line for (line,) in plan.fetchall())
     print("    plan of the hand-written SQL:")
-    print(_indent(hand_plan))
+    print(report.indent(hand_plan))
     explained = _run_ours(context, data, operation, now, explain=numbers)
     for number in numbers:
         sql = next(timing["sql"] for timing in ours.slowest if str(timing["number"]) == number)
-        print(f"    plan of our statement #{number}: {_condensed(sql)}")
-        print(_indent(explained.plans.get(number, "(not run this time)")))
-
-
-def _indent(text: str) -> str:
-    return "\n".join(f"      {line}" for line in text.splitlines())
-
-
-def _print_load(load_before: float) -> None:
-    load_after = os.getloadavg()[0]
-    cpus = os.cpu_count() or 1
-    if max(load_before, load_after) > cpus:
-        print(
-            f"  note: load average {load_before:.1f} -> {load_after:.1f} on {cpus} CPUs: other "
-            f"work shared the machine, so these times are longer than on an idle one"
-        )
+        print(f"    plan of our statement #{number}: {report.condensed(sql)}")
+        print(report.indent(explained.plans.get(number, "(not run this time)")))

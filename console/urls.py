@@ -24,6 +24,7 @@ urlpatterns = [
         name="customer_points_redeem",
     ),
     path("customers/import/", include("customers.import_urls")),
+    path("customers/metrics/", include("customers.metrics_urls")),
     # The customers app's URLs ("customers:list" and the tag actions) with the console's list,
     # which adds the loyalty tier to it.
     path(

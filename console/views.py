@@ -1,5 +1,6 @@
 """The shell's pages, composed from the apps: the home dashboard, the customer list (customers
-with the loyalty tier) and the customer 360 page (profile, tags, orders, membership, points)."""
+with the loyalty tier) and the customer 360 page (profile, tags, orders, membership, points,
+segments and why the customer is or is not in one)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -19,8 +20,10 @@ from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_POST
 
 from customers import views as customer_views
+from customers.models import Customer
 from customers.queries import (
     customer_exists,
+    get_customer,
     get_customer_profile,
     get_dashboard_figures,
     list_tag_names,
@@ -40,8 +43,14 @@ from loyalty.services.points import (
     adjust_points,
     redeem_points,
 )
+from segments.explain_queries import explain_segment_for_customer, list_customer_segments
+from segments.page_queries import get_segment
+from segments.rules import RulesInvalid
 
 MEMBERSHIP_TARGET = "customer-membership"  # the id of the membership card on the 360 page
+SEGMENT_EXPLAIN_TARGET = "customer-segment-explain"  # the segments card's explain result
+SEGMENT_PERMISSION = "segments.view_segment"
+MAX_SEGMENT_ID = 2**31 - 1  # a larger "id" names no row and overflows PostgreSQL's integer
 _KEY = re.compile(r"^[0-9a-f]{32}\Z")
 
 
@@ -110,12 +119,75 @@ def _loyalty_context(
     }
 
 
+def _segment_explain_context(
+    request: HttpRequest, customer: Customer
+) -> tuple[dict[str, Any], int]:
+    """The explain result for ?segment=<id> and its status: 400 when the id names no segment."""
+    text = request.GET.get("segment", "").strip()
+    context: dict[str, Any] = {
+        "explain_segment_value": text,
+        "segment_explain_target": SEGMENT_EXPLAIN_TARGET,
+    }
+    if not text:
+        context["explain_error"] = _("Choose a segment to explain.")
+        context["explain_segment_invalid"] = True
+        return context, 400
+    if not (text.isascii() and text.isdigit() and int(text) <= MAX_SEGMENT_ID):
+        context["explain_error"] = _("Choose a segment from the list.")
+        context["explain_segment_invalid"] = True
+        return context, 400
+    segment = get_segment(int(text))
+    if segment is None:
+        context["explain_error"] = _("There is no segment %(id)d.") % {"id": int(text)}
+        context["explain_segment_invalid"] = True
+        return context, 400
+    context["explain_segment"] = segment
+    try:
+        explanation = explain_segment_for_customer(
+            segment=segment, customer_id=customer.pk, as_of=timezone.now()
+        )
+    except RulesInvalid as invalid:
+        # The stored rules broke (a segment they refer to was deleted): say so, as the segment
+        # page does; the request itself was fine.
+        context["explain_error"] = "; ".join(str(error) for error in invalid.errors)
+        return context, 200
+    context.update(
+        {
+            "explain_customer": customer,
+            "explain_tree": explanation.tree,
+            "explain_as_of": explanation.as_of,
+            "explain_is_member": explanation.is_member,
+        }
+    )
+    return context, 200
+
+
+def _segments_context(request: HttpRequest, customer_id: int) -> dict[str, Any]:
+    if not request.user.has_perm(SEGMENT_PERMISSION):
+        return {"may_view_segments": False}
+    segments = list_customer_segments(customer_id)
+    return {
+        "may_view_segments": True,
+        "customer_segments": segments,
+        "customer_member_segments": [row for row in segments if row.is_member],
+        "segment_explain_target": SEGMENT_EXPLAIN_TARGET,
+    }
+
+
 def _customer_360_response(
-    request: HttpRequest, customer_id: int, *, status: int = 200, **loyalty: Any
+    request: HttpRequest,
+    customer_id: int,
+    *,
+    status: int = 200,
+    with_explain: bool = False,
+    **loyalty: Any,
 ) -> HttpResponse:
     profile = get_customer_profile(customer_id=customer_id)
     if profile is None:
         raise Http404(_("No customer has the id %(id)s.") % {"id": customer_id})
+    explain: dict[str, Any] = {}
+    if with_explain:
+        explain, status = _segment_explain_context(request, profile.customer)
     context = {
         "customer": profile.customer,
         "profile": profile,
@@ -124,8 +196,9 @@ def _customer_360_response(
         "customer_tags": profile.tags,
         "tag_suggestions": list_tag_names(),
         **_loyalty_context(request, customer_id, **loyalty),
-        # Later issues add their parts here: segments and messages (campaigns), each from its
-        # app's queries.
+        **_segments_context(request, customer_id),
+        **explain,
+        # Later issues add their parts here: messages (campaigns), from its app's queries.
     }
     return render(request, "console/customer_360.html", context, status=status)
 
@@ -133,7 +206,26 @@ def _customer_360_response(
 @require_GET
 @permission_required("customers.view_customer", raise_exception=True)
 def customer_360(request: HttpRequest, customer_id: int) -> HttpResponse:
-    return _customer_360_response(request, customer_id)
+    """The 360 page; with ?segment=<id>, why the customer is or is not in that segment (the
+    segments card's result alone for htmx, the whole page with it otherwise)."""
+    if "segment" not in request.GET:
+        return _customer_360_response(request, customer_id)
+    if not request.user.has_perm(SEGMENT_PERMISSION):
+        raise PermissionDenied
+    is_partial = (
+        request.headers.get("HX-Request") == "true"
+        and request.headers.get("HX-Target") == SEGMENT_EXPLAIN_TARGET
+    )
+    if not is_partial:
+        return _customer_360_response(request, customer_id, with_explain=True)
+    customer = get_customer(customer_id=customer_id)
+    if customer is None:
+        raise Http404(_("No customer has the id %(id)s.") % {"id": customer_id})
+    context, status = _segment_explain_context(request, customer)
+    # htmx swaps a 422 in (base.html's htmx-config) but not a 400: the same refusal, shown.
+    return render(
+        request, "console/_segment_explain.html", context, status=422 if status == 400 else status
+    )
 
 
 def _is_membership_partial(request: HttpRequest) -> bool:

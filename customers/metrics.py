@@ -273,6 +273,25 @@ METRIC_COLUMNS = (
 )
 
 
+# The value tier of a row from its days_since_last_order, orders_count and spend_total, with the
+# parameters of _tier_params: the recompute writes it and count_value_tiers previews it, so the
+# two always agree. The first that holds wins; no order means a null day count: unclassified.
+VALUE_TIER_CASE_SQL = """CASE
+        WHEN days_since_last_order <= %(high_max_days)s
+            AND orders_count >= %(high_min_orders)s
+            AND spend_total >= %(high_min_spend)s THEN %(tier_high)s
+        WHEN days_since_last_order <= %(potential_max_days)s
+            AND orders_count >= %(potential_min_orders)s
+            AND orders_count <= %(potential_max_orders)s
+            AND spend_total >= %(potential_min_spend)s
+            AND spend_total < %(potential_max_spend)s THEN %(tier_potential)s
+        WHEN days_since_last_order >= %(low_min_days)s
+            AND orders_count <= %(low_max_orders)s
+            AND spend_total < %(low_max_spend)s THEN %(tier_low)s
+        ELSE %(tier_unclassified)s
+    END"""
+
+
 def _upsert_sql(
     *,
     as_of: dt.datetime,
@@ -387,20 +406,7 @@ SELECT customer_id, orders_count, spend_total, first_order_at, last_order_at,
     days_since_last_order, {copied},
     CASE WHEN orders_count > 0 THEN {_average_sql("spend_total", "orders_count")} END,
     rfm_r, rfm_f, rfm_m,
-    CASE
-        WHEN days_since_last_order <= %(high_max_days)s
-            AND orders_count >= %(high_min_orders)s
-            AND spend_total >= %(high_min_spend)s THEN %(tier_high)s
-        WHEN days_since_last_order <= %(potential_max_days)s
-            AND orders_count >= %(potential_min_orders)s
-            AND orders_count <= %(potential_max_orders)s
-            AND spend_total >= %(potential_min_spend)s
-            AND spend_total < %(potential_max_spend)s THEN %(tier_potential)s
-        WHEN days_since_last_order >= %(low_min_days)s
-            AND orders_count <= %(low_max_orders)s
-            AND spend_total < %(low_max_spend)s THEN %(tier_low)s
-        ELSE %(tier_unclassified)s
-    END,
+    {VALUE_TIER_CASE_SQL},
     lifecycle_stage,
     CASE
         WHEN lifecycle_stage <> %(stage_silent)s THEN ''
@@ -416,6 +422,22 @@ ON CONFLICT (customer_id) DO UPDATE SET {updates}
 """
     # "WHERE 1 = 1" above: SQLite would read the ON of ON CONFLICT as a join's ON without it.
     return sql, params
+
+
+def count_value_tiers(*, metrics_settings: MetricsSettings) -> dict[str, int]:
+    """How many customers each value tier would hold with these thresholds (saved or not).
+
+    Reads the stored CustomerMetrics columns with the recompute's own CASE: while the orders
+    stay as they are, these are the tiers a recompute as of the rows' computed_as_of would
+    write. Writes nothing.
+    """
+    sql = (
+        f"SELECT {VALUE_TIER_CASE_SQL} AS tier, COUNT(*) FROM {_table(CustomerMetrics)} GROUP BY 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _tier_params(metrics_settings))
+        found = dict(cursor.fetchall())
+    return {tier.value: int(found.get(tier.value, 0)) for tier in ValueTier}
 
 
 def _rfm_rank_sql() -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,7 +133,19 @@ def _ops(ops: tuple[str, ...]) -> list[dict[str, str]]:
 
 
 def _builder_config(segment: Segment | None, posted: SegmentInput) -> dict[str, Any]:
-    """Everything builder.js needs besides the tree, as one JSON data island."""
+    return builder_config(
+        exclude_segment_id=segment.pk if segment else None, rule_errors=posted.rule_errors
+    )
+
+
+def builder_config(
+    *, exclude_segment_id: int | None, rule_errors: Sequence[RuleError]
+) -> dict[str, Any]:
+    """Everything builder.js needs besides the tree, as one JSON data island.
+
+    exclude_segment_id: the segment being edited, which its own rules may not name;
+    rule_errors: the errors of a refused save, which the builder marks at their nodes.
+    """
     return {
         "fields": [spec.as_dict() for spec in list_fields()],
         "known_value_fields": KNOWN_VALUE_FIELDS,
@@ -146,7 +159,7 @@ def _builder_config(segment: Segment | None, posted: SegmentInput) -> dict[str, 
         "no_value_ops": sorted(NO_VALUE_OPS),
         "list_ops": sorted(LIST_OPS),
         "day_ops": sorted(DAY_OPS),
-        "segments": list_segment_choices(exclude_id=segment.pk if segment else None),
+        "segments": list_segment_choices(exclude_id=exclude_segment_id),
         "templates": [
             {"id": t.pk, "name": t.name, "description": t.description, "definition": t.definition}
             for t in list_template_segments()
@@ -155,7 +168,7 @@ def _builder_config(segment: Segment | None, posted: SegmentInput) -> dict[str, 
             "preview": reverse("segments_api:preview"),
             "values": reverse("segments:builder_values"),
         },
-        "errors": [error.as_dict() for error in posted.rule_errors],
+        "errors": [error.as_dict() for error in rule_errors],
         "i18n": builder_strings(),
     }
 

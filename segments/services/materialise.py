@@ -76,11 +76,14 @@ def insert_matched(
     owner_id: int,
     matched: tuple[str, tuple[Any, ...]],
     values: dict[str, Any],
+    skip_existing: bool = True,
 ) -> int:
     """INSERT the matched customers who have no row of this owner yet; returns how many.
 
-    values are further columns and their bound values (e.g. joined_at). DISTINCT because a
-    compiled query that joins may list a customer twice, and the row is unique per customer.
+    values are further columns and their bound values (e.g. joined_at). No DISTINCT: the
+    compiled query joins only single-valued relations (metrics, membership, its tier), so it
+    lists a customer once (tests/segments/test_compiler.py holds the field registry to that).
+    skip_existing=False leaves out the anti-join, for an owner known to have no rows.
     """
     target = quote_table(table)
     owner = connection.ops.quote_name(owner_column)
@@ -90,11 +93,16 @@ def insert_matched(
     sql = (
         f"INSERT INTO {target} ({owner}, {customer}{extra_columns}) "
         f"SELECT %s, matched.{MATCHED}{extra_values} "
-        f"FROM (SELECT DISTINCT compiled.{MATCHED} FROM ({matched[0]}) compiled) matched "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {target} existing "
-        f"WHERE existing.{owner} = %s AND existing.{customer} = matched.{MATCHED})"
+        f"FROM ({matched[0]}) matched"
     )
-    return _execute(sql, (owner_id, *values.values(), *matched[1], owner_id))
+    params: tuple[Any, ...] = (owner_id, *values.values(), *matched[1])
+    if skip_existing:
+        sql += (
+            f" WHERE NOT EXISTS (SELECT 1 FROM {target} existing "
+            f"WHERE existing.{owner} = %s AND existing.{customer} = matched.{MATCHED})"
+        )
+        params = (*params, owner_id)
+    return _execute(sql, params)
 
 
 def delete_unmatched(
@@ -123,3 +131,67 @@ def delete_unmatched(
         f"WHERE matched.{MATCHED} = {customer})"
     )
     return _execute(sql, (owner_id, *only.values(), *restrict_params, *matched[1]))
+
+
+def sync_matched(
+    *,
+    table: type[Model],
+    owner_column: str,
+    owner_id: int,
+    matched: tuple[str, tuple[Any, ...]],
+    values: dict[str, Any],
+    only: dict[str, Any] | None = None,
+) -> tuple[int, int]:
+    """Bring all of this owner's rows in line with the query: (how many joined, how many left).
+
+    An owner with no rows yet gets a plain INSERT: an anti-join against a table the statistics
+    call empty can be planned as a scan of the table per matched customer, quadratic in the
+    rows being written. On PostgreSQL otherwise one statement evaluates the query once (a
+    MATERIALIZED CTE) for both directions, its DELETE and INSERT as data-modifying CTEs; other
+    databases run delete_unmatched and insert_matched, each evaluating the query.
+    """
+    only = only or {}
+    owner_rows = table._default_manager.filter(**{owner_column: owner_id}, **only)
+    if not owner_rows.exists():
+        # Rows of another kind (a manual tag where a rule adds its own) still need skipping.
+        others = bool(only) and table._default_manager.filter(**{owner_column: owner_id}).exists()
+        joined = insert_matched(
+            table=table,
+            owner_column=owner_column,
+            owner_id=owner_id,
+            matched=matched,
+            values=values,
+            skip_existing=others,
+        )
+        return joined, 0
+    common: dict[str, Any] = {
+        "table": table,
+        "owner_column": owner_column,
+        "owner_id": owner_id,
+        "matched": matched,
+    }
+    if connection.vendor != "postgresql":
+        left = delete_unmatched(**common, only=only)
+        return insert_matched(**common, values=values), left
+    target = quote_table(table)
+    owner = connection.ops.quote_name(owner_column)
+    customer = connection.ops.quote_name("customer_id")
+    only_sql = "".join(f" AND gone_row.{connection.ops.quote_name(name)} = %s" for name in only)
+    extra_columns = "".join(f", {connection.ops.quote_name(name)}" for name in values)
+    extra_values = "".join(", %s" for _ in values)
+    sql = (
+        f"WITH matched AS MATERIALIZED ({matched[0]}), "
+        f"gone AS (DELETE FROM {target} gone_row WHERE gone_row.{owner} = %s{only_sql} "
+        f"AND NOT EXISTS (SELECT 1 FROM matched WHERE matched.{MATCHED} = gone_row.{customer}) "
+        f"RETURNING 1), "
+        f"came AS (INSERT INTO {target} ({owner}, {customer}{extra_columns}) "
+        f"SELECT %s, matched.{MATCHED}{extra_values} FROM matched "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {target} existing "
+        f"WHERE existing.{owner} = %s AND existing.{customer} = matched.{MATCHED}) RETURNING 1) "
+        f"SELECT (SELECT COUNT(*) FROM came), (SELECT COUNT(*) FROM gone)"
+    )
+    params = (*matched[1], owner_id, *only.values(), owner_id, *values.values(), owner_id)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        joined, left = cursor.fetchone()
+    return int(joined), int(left)

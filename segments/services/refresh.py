@@ -32,6 +32,7 @@ from segments.services.materialise import (
     insert_matched,
     matched_sql,
     resolve_as_of,
+    sync_matched,
 )
 
 logger = logging.getLogger(__name__)
@@ -93,8 +94,7 @@ def refresh_segment_members(
                 "owner_column": "segment_id",
                 "owner_id": segment.pk,
             }
-            left = delete_unmatched(**common, matched=matched)
-            joined = insert_matched(
+            joined, left = sync_matched(
                 **common, matched=matched, values={"joined_at": db_datetime(as_of)}
             )
     except (ValidationError, DatabaseError) as exc:

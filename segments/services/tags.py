@@ -29,6 +29,7 @@ from segments.services.materialise import (
     insert_matched,
     matched_sql,
     resolve_as_of,
+    sync_matched,
 )
 from segments.services.refresh import CUSTOMER_CHUNK
 from segments.services.segments import Actor, check_definition, require_permission, walk_rules
@@ -111,6 +112,23 @@ def update_tag_rule(
 
 
 @transaction.atomic
+def request_tag_rule_apply(*, tag_rule_id: int, actor: Actor) -> TagRule:
+    """Queue one application of an active rule to every customer, once this commits."""
+    require_permission(actor, CHANGE_PERMISSION, _("You may not apply tag rules."))
+    rule = TagRule.objects.select_related("tag").get(pk=tag_rule_id)
+    if not rule.is_active:
+        raise ValidationError(
+            {
+                "is_active": [
+                    _("The rule of %(tag)s is paused: activate it first.") % {"tag": rule.tag}
+                ]
+            }
+        )
+    transaction.on_commit(partial(_enqueue_apply, rule.pk))
+    return rule
+
+
+@transaction.atomic
 def delete_tag_rule(*, tag_rule_id: int, actor: Actor) -> int:
     """Delete the rule and the tags it made (manual and imported ones stay); returns how many."""
     require_permission(actor, DELETE_PERMISSION, _("You may not delete tag rules."))
@@ -122,9 +140,7 @@ def delete_tag_rule(*, tag_rule_id: int, actor: Actor) -> int:
     return removed
 
 
-def _chunks(ids: Sequence[int] | None) -> list[Sequence[int] | None]:
-    if ids is None:
-        return [None]
+def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:
     return [ids[start : start + CUSTOMER_CHUNK] for start in range(0, len(ids), CUSTOMER_CHUNK)]
 
 
@@ -150,23 +166,21 @@ def _apply_one(
         try:
             with transaction.atomic():
                 compiled = compile_rules(rule.definition, as_of=as_of)
-                for chunk in _chunks(customer_ids):
-                    query = compiled if chunk is None else compiled.filter(pk__in=chunk)
-                    matched = matched_sql(query)
+                values = {
+                    "source": TagSource.RULE.value,
+                    "created_at": db_datetime(timezone.now()),
+                }
+                only = {"source": TagSource.RULE.value}
+                if customer_ids is None:
+                    added, removed = sync_matched(
+                        **common, matched=matched_sql(compiled), values=values, only=only
+                    )
+                for chunk in [] if customer_ids is None else _chunks(customer_ids):
+                    matched = matched_sql(compiled.filter(pk__in=chunk))
                     removed += delete_unmatched(
-                        **common,
-                        matched=matched,
-                        customer_ids=chunk,
-                        only={"source": TagSource.RULE.value},
+                        **common, matched=matched, customer_ids=chunk, only=only
                     )
-                    added += insert_matched(
-                        **common,
-                        matched=matched,
-                        values={
-                            "source": TagSource.RULE.value,
-                            "created_at": db_datetime(timezone.now()),
-                        },
-                    )
+                    added += insert_matched(**common, matched=matched, values=values)
         except (ValidationError, DatabaseError) as exc:
             error = describe_error(exc)
             added = removed = 0

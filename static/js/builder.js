@@ -1223,6 +1223,7 @@
       statusElement.textContent = T.counting;
     }
     previewTimer = setTimeout(runPreview, PREVIEW_DELAY);
+    scheduleExplain();
   }
 
   function showCount(data) {
@@ -1289,6 +1290,90 @@
       }
       if (number === previewNumber) {
         statusElement.textContent = format(T.preview_failed, { status: String(error) });
+      }
+    });
+  }
+
+  // --- why is a customer in or not in these rules? ---------------------------------------------
+  // Once a customer was asked for, every change of the tree explains it again (debounced as the
+  // count is). The server answers an HTML fragment: the explain tree, or the problems (400).
+
+  var explainBox = document.getElementById("builder-explain");
+  var explainInput = document.getElementById("builder-explain-customer");
+  var explainButton = document.getElementById("builder-explain-run");
+  var explainStatus = document.getElementById("builder-explain-status");
+  var explainResult = document.getElementById("builder-explain-result");
+  var explainCustomer = ""; // what was asked for last; empty until then
+  var explainTimer = null;
+  var explainNumber = 0;
+  var explainAbort = null;
+
+  function scheduleExplain() {
+    if (!explainBox || !explainCustomer) {
+      return;
+    }
+    clearTimeout(explainTimer);
+    explainTimer = setTimeout(runExplain, PREVIEW_DELAY);
+  }
+
+  function runExplain() {
+    var number = ++explainNumber;
+    if (explainAbort) {
+      explainAbort.abort();
+    }
+    explainAbort = typeof AbortController === "function" ? new AbortController() : null;
+    explainStatus.textContent = explainBox.getAttribute("data-loading");
+    var body = new URLSearchParams();
+    body.append("rules", JSON.stringify(serialise(state.root)));
+    body.append("customer", explainCustomer);
+    body.append("segment", explainBox.getAttribute("data-segment") || "");
+    fetch(explainBox.getAttribute("data-url"), {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { Accept: "text/html", "X-CSRFToken": csrfInput ? csrfInput.value : "" },
+      body: body,
+      signal: explainAbort ? explainAbort.signal : undefined
+    }).then(function (response) {
+      return response.text().then(function (fragment) {
+        if (number !== explainNumber) {
+          return; // a later change has its own request
+        }
+        if (response.ok || response.status === 400) {
+          explainStatus.textContent = "";
+          explainResult.innerHTML = fragment; // rendered and escaped by the server's templates
+        } else {
+          explainStatus.textContent = format(explainBox.getAttribute("data-failed"), { status: response.status });
+        }
+      });
+    }).catch(function (error) {
+      if (error && error.name === "AbortError") {
+        return;
+      }
+      if (number === explainNumber) {
+        explainStatus.textContent = format(explainBox.getAttribute("data-failed"), { status: String(error) });
+      }
+    });
+  }
+
+  function askExplain() {
+    explainCustomer = explainInput.value.trim();
+    clearTimeout(explainTimer);
+    if (!explainCustomer) {
+      explainNumber++; // an answer still on its way is no longer wanted
+      explainStatus.textContent = "";
+      explainResult.textContent = "";
+      return;
+    }
+    runExplain();
+  }
+
+  if (explainBox && explainInput && explainButton) {
+    explainButton.addEventListener("click", askExplain);
+    // The box sits inside the segment's form: Enter explains instead of saving the segment.
+    explainInput.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        askExplain();
       }
     });
   }

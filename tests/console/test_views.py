@@ -317,9 +317,10 @@ def test_the_360_page_costs_the_same_queries_however_long_the_history(
     operator_client.get("/")
 
     # session, user, customer, tags, order totals, orders, events, tag suggestions, membership,
-    # loyalty settings, points entries, tier changes, groups (role badge), the user's and the
-    # groups' permissions (masking, tag forms, points forms).
-    with django_assert_num_queries(15):
+    # loyalty settings, points entries, tier changes, segments with the customer's memberships,
+    # groups (role badge), the user's and the groups' permissions (masking, tag forms, points
+    # forms).
+    with django_assert_num_queries(16):
         response = operator_client.get(f"/customers/{customer.pk}/")
 
     assert len(table_rows(section(response.content.decode(), "customer-orders"))) == history
@@ -924,6 +925,6 @@ def test_the_360_page_of_a_member_costs_the_same_queries_however_long_the_ledger
         )  # fmt: skip
     admin_client_role.get(f"/customers/{member_wang.pk}/")
 
-    # the 15 of a customer's page (see above); an admin's permissions are read the same way.
-    with django_assert_num_queries(15):
+    # the 16 of a customer's page (see above); an admin's permissions are read the same way.
+    with django_assert_num_queries(16):
         admin_client_role.get(f"/customers/{member_wang.pk}/")

@@ -837,3 +837,19 @@ def test_an_age_rule_on_29_february_birthdays(db: None) -> None:
     # when / then
     assert matched(field("age", "eq", 24), as_of=at(2025, 2, 28, 12, 0)) == {"L"}
     assert matched(field("age", "eq", 25), as_of=at(2025, 3, 1, 12, 0)) == {"L"}
+
+
+def test_every_field_joins_only_relations_that_hold_one_row_per_customer() -> None:
+    # Refreshes insert the compiled query's ids without DISTINCT: a relation holding several
+    # rows per customer (orders, tags) would list a customer once per row. Those belong in
+    # EXISTS subqueries, as tags and events are.
+    from segments.rules import list_fields
+
+    for spec in list_fields():
+        if spec.relation is None:
+            continue
+        model: Any = Customer
+        for name in spec.column.split("__")[:-1]:
+            field = model._meta.get_field(name)
+            assert field.one_to_one or field.many_to_one, (spec.key, name)
+            model = field.related_model
