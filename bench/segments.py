@@ -114,16 +114,11 @@ HAND_PREVIEW_WHERE = """
            WHERE e.customer_id = c.id AND e.name = 'view_product'
              AND e.occurred_at > %(since)s AND e.occurred_at <= %(now)s) >= 2
 """
-# About 300,000 of 1,000,000: active, or silent with three or more orders.
+# About 300,000 of 1,000,000: active, and in the upper three fifths by spend.
 REFRESH_TREE: dict[str, Any] = {
-    "any": [
+    "all": [
         {"field": "lifecycle_stage", "op": "in", "value": ["active"]},
-        {
-            "all": [
-                {"field": "lifecycle_stage", "op": "in", "value": ["silent"]},
-                {"field": "orders_count", "op": "gte", "value": 3},
-            ]
-        },
+        {"field": "rfm_m", "op": "gte", "value": 3},
     ]
 }
 BACKGROUND_SQL = """
@@ -140,7 +135,7 @@ BACKGROUND_SQL = """
 HAND_REFRESH_SQL = """
     WITH matched AS MATERIALIZED (
         SELECT customer_id FROM customers_customermetrics
-        WHERE lifecycle_stage = 'active' OR (lifecycle_stage = 'silent' AND orders_count >= 3)
+        WHERE lifecycle_stage = 'active' AND rfm_m >= 3
     ),
     gone AS (
         DELETE FROM segments_segmentmember sm
@@ -633,7 +628,7 @@ def run_segment_refresh(context: Context) -> None:
     load_before = os.getloadavg()[0]
     print(
         f"segment_refresh: a segment of about 300,000 of {data.customers:,} customers "
-        f"(active, or silent with 3+ orders), as of {NOW.isoformat()}, best of {REFRESH_ROUNDS}"
+        f"(active, spend score 3+), as of {NOW.isoformat()}, best of {REFRESH_ROUNDS}"
     )
     for title, day_before in (
         ("first refresh (no members yet)", False),
