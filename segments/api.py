@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from customers.templatetags.customer_contact import display_phone
 from segments.rules.errors import RuleError, RulesInvalid
-from segments.rules.preview import parse_as_of, preview_rules
+from segments.rules.preview import PreviewTimedOut, parse_as_of, preview_rules
 
 PREVIEW_PERMISSION = "customers.view_customer"
 BODY_KEYS = ("rules", "as_of")
@@ -64,9 +65,13 @@ def preview(request: HttpRequest) -> JsonResponse:
     if problems:
         return _errors(problems)
     try:
-        result = preview_rules(body["rules"], as_of=as_of)
+        result = preview_rules(
+            body["rules"], as_of=as_of, timeout_ms=settings.SEGMENT_PREVIEW_TIMEOUT_MS
+        )
     except RulesInvalid as invalid:
         return _errors(invalid.errors)
+    except PreviewTimedOut as timed_out:
+        return _errors([RuleError("", str(timed_out))])
     sample = [
         {
             "id": customer.pk,

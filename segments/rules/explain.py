@@ -20,13 +20,14 @@ from django.utils.translation import ngettext
 from customers.models import Customer
 from segments.rules.compiler import check_as_of, compile_node, matching_events
 from segments.rules.evaluate import MISSING, CustomerData, field_value, load_customers
-from segments.rules.fields import ATTRIBUTE, OP_LABELS
+from segments.rules.fields import ATTRIBUTE, CHOICE, OP_LABELS
 from segments.rules.nodes import (
     EventNode,
     FieldNode,
     GroupNode,
     Node,
     NotNode,
+    PropertyCondition,
     SegmentNode,
     TagNode,
     describe_value,
@@ -118,18 +119,25 @@ class _Explainer:
     def _field(self, node: FieldNode) -> ExplainNode:
         spec = node.field
         actual = field_value(spec, self.customer, self.as_of)
+        # Choice values in words (中度 for "medium", 金卡 for "gold"), as the builder shows them.
+        labels = dict(spec.choice_options()) if spec.type == CHOICE else {}
         label = " ".join(
-            part for part in (str(spec.label), str(OP_LABELS[node.op]), _show(node.value)) if part
+            part
+            for part in (str(spec.label), str(OP_LABELS[node.op]), _show(node.value, labels))
+            if part
         )
         if spec.type == ATTRIBUTE and actual is MISSING:
             reason = _("The customer has no attribute %(key)s.") % {"key": spec.json_key}
             shown: Any = None
-        elif actual is None:
+        elif actual is None or actual == "":
             reason = _("%(field)s is empty.") % {"field": spec.label}
-            shown = None
+            shown = None if actual is None else ""
         else:
             shown = _json_value(actual)
-            reason = _("%(field)s is %(value)s.") % {"field": spec.label, "value": _show(actual)}
+            reason = _("%(field)s is %(value)s.") % {
+                "field": spec.label,
+                "value": _show(actual, labels),
+            }
             if spec.relation == "metrics" and self.customer.metrics is None:
                 reason += " " + _("(No metrics computed yet: the default value.)")
             elif spec.relation == "membership" and self.customer.membership is None:
@@ -146,11 +154,7 @@ class _Explainer:
 
     def _event(self, node: EventNode) -> ExplainNode:
         matched = matching_events(node, as_of=self.as_of, customer=self.customer.id).count()
-        label = _("Event %(name)s, count %(op)s %(value)s") % {
-            "name": node.name,
-            "op": OP_LABELS[node.count.op],
-            "value": _show(node.count.value),
-        }
+        label = _event_label(node)
         reason = ngettext("%(count)d matching event.", "%(count)d matching events.", matched) % {
             "count": matched
         }
@@ -185,6 +189,45 @@ class _Explainer:
         return ExplainNode(node.path, "segment", label, self.holds(node), is_member, reason)
 
 
+def _window_words(window: dt.timedelta) -> str:
+    # The parsed tree keeps a window, not the unit it was written in: days when whole, 2 or more.
+    if window % dt.timedelta(days=1) or window < dt.timedelta(days=2):
+        return _("within %(hours)s hours") % {"hours": int(window.total_seconds() // 3600)}
+    return _("within %(days)s days") % {"days": window.days}
+
+
+def _where_words(where: tuple[PropertyCondition, ...]) -> str:
+    conditions = [
+        " ".join(part for part in (c.key, str(OP_LABELS[c.op]), _show(c.value)) if part)
+        for c in where
+    ]
+    return _("where %(conditions)s") % {"conditions": "; ".join(conditions)}
+
+
+def _event_label(node: EventNode) -> str:
+    """The leaf in words, as the segment summary says it: "Event view_product, within 7 days,
+    where category is 美妆, count is more than 3"."""
+    parts = [_("Event %(name)s") % {"name": node.name}]
+    if node.window is not None:
+        parts.append(_window_words(node.window))
+    if node.where:
+        parts.append(_where_words(node.where))
+    parts.append(
+        _("count %(op)s %(value)s")
+        % {"op": OP_LABELS[node.count.op], "value": _show(node.count.value)}
+    )
+    for follow_up, words in (
+        (node.followed_by, _("then followed by")),
+        (node.not_followed_by, _("then not followed by")),
+    ):
+        if follow_up is not None:
+            inner = [follow_up.name, _window_words(follow_up.window)]
+            if follow_up.where:
+                inner.append(_where_words(follow_up.where))
+            parts.append(f"{words} {' '.join(inner)}")
+    return ", ".join(parts)
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return timezone.localtime(value).isoformat()
@@ -193,7 +236,7 @@ def _json_value(value: Any) -> Any:
     return describe_value(value) if not isinstance(value, dict | list) else value
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, labels: dict[str, str] | None = None) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -201,5 +244,7 @@ def _show(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
     if isinstance(value, tuple | list):
-        return "[" + ", ".join(_show(item) for item in value) + "]"
+        return "[" + ", ".join(_show(item, labels) for item in value) + "]"
+    if isinstance(value, str) and labels:
+        return labels.get(value, value)
     return str(value)

@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from customers.models import Customer
+from customers.models import Customer, Event
 from customers.services import create_api_key
 from tests.factories import CustomerFactory
 from tests.segments.test_compiler import AS_OF, make_people
@@ -104,9 +104,14 @@ def test_nobody_matching_answers_zero_and_an_empty_sample(
 
 
 def test_the_preview_runs_a_fixed_number_of_queries(
-    operator_client: Client, people: dict[str, Customer], django_assert_num_queries: Any
+    operator_client: Client,
+    people: dict[str, Customer],
+    django_assert_num_queries: Any,
+    settings: Any,
 ) -> None:
-    # given: session, user, the user's and groups' permissions, the count, the sample
+    # given: session, user, the user's and groups' permissions, the count, the sample (the
+    # time limit's savepoint and setting are counted by the test of the limit)
+    settings.SEGMENT_PREVIEW_TIMEOUT_MS = 0
     rules = {
         "all": [
             {"field": "city", "op": "in", "value": ["上海", "北京"]},
@@ -268,3 +273,58 @@ def test_an_ingest_api_key_neither_logs_in_nor_skips_the_csrf_check(
     # then
     assert without_session.status_code == 302
     assert without_token.status_code == 403
+
+
+def heavy_data() -> dict[str, Any]:
+    """Enough customers and events that the tree below takes far longer than a millisecond."""
+    customers = Customer.objects.bulk_create(
+        CustomerFactory.build(external_id=f"H{number}") for number in range(2000)
+    )
+    Event.objects.bulk_create(
+        Event(
+            event_id=f"E{number}",
+            customer=customers[number % len(customers)],
+            name=f"e{number % 20}",
+            occurred_at=AS_OF,
+            properties={"n": number % 7},
+        )
+        for number in range(20_000)
+    )
+    return {
+        "any": [
+            {
+                "event": f"e{n}",
+                "where": {"n": {"op": "gt", "value": 3}},
+                "count": {"op": "gt", "value": 9},
+            }
+            for n in range(20)
+        ]
+    }
+
+
+def test_a_preview_past_the_time_limit_is_stopped_with_a_400_that_says_so(
+    operator_client: Client, db: None, settings: Any
+) -> None:
+    # given
+    rules = heavy_data()
+    settings.SEGMENT_PREVIEW_TIMEOUT_MS = 1
+
+    # when
+    response = post(operator_client, {"rules": rules, "as_of": AS_OF.isoformat()})
+
+    # then
+    assert response.status_code == 400
+    assert response.json() == {
+        "errors": [
+            {
+                "path": "",
+                "message": "Counting took longer than 0.001 s and was stopped. Narrow the rules: "
+                "a shorter event window, fewer event conditions, or a condition on metrics first.",
+            }
+        ]
+    }
+    # and the connection is fine afterwards: the same tree counts without the limit
+    settings.SEGMENT_PREVIEW_TIMEOUT_MS = 0
+    again = post(operator_client, {"rules": rules, "as_of": AS_OF.isoformat()})
+    assert again.status_code == 200
+    assert again.json()["count"] == 0

@@ -64,7 +64,10 @@ def test_explain_shows_why_a_customer_is_not_matched_with_her_actual_values(
             {
                 "path": "all[1]",
                 "kind": "event",
-                "label": "Event view_product, count is more than 3",
+                "label": (
+                    "Event view_product, within 7 days, where category equals 美妆, "
+                    "count is more than 3"
+                ),
                 "result": False,
                 "actual": {"count": 3},
                 "reason": "3 matching events.",
@@ -117,7 +120,17 @@ def test_explain_says_when_a_metric_is_the_default_of_a_missing_metrics_row(
         (
             {"field": "tier", "op": "in", "value": ["gold"]},
             "A",
-            (True, "gold", "Membership tier is gold."),
+            (True, "gold", "Membership tier is Gold."),
+        ),
+        (
+            {"field": "lifecycle_stage", "op": "in", "value": ["silent"]},
+            "A",
+            (False, "active", "Lifecycle stage is Active."),
+        ),
+        (
+            {"field": "silent_level", "op": "in", "value": ["medium"]},
+            "A",
+            (False, "", "Silent level is empty."),
         ),
         (
             {"field": "unsubscribed", "op": "is_true"},
@@ -147,6 +160,8 @@ def test_explain_says_when_a_metric_is_the_default_of_a_missing_metrics_row(
         "age-unknown",
         "datetime-in-shanghai",
         "tier",
+        "choice-in-words",
+        "choice-empty",
         "derived-bool",
         "attribute-of-another-type",
         "attribute-missing",
@@ -178,6 +193,9 @@ def test_explain_of_a_sequence_counts_the_events_before_and_after_the_follow_up_
         True,
         {"count": 1, "before_follow_ups": 2},
         "2 add_to_cart events in the window, 1 of them with the follow-up the rule asks for.",
+    )
+    assert explained.label == (
+        "Event add_to_cart, count is at least 1, then not followed by order within 24 hours"
     )
 
 
