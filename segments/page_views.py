@@ -58,6 +58,7 @@ def _explain(segment: Segment, text: str) -> dict[str, Any]:
         return result
     customer, namesakes = find_customer(text)
     if customer is None:
+        result["explain_bad_input"] = True
         if namesakes:
             result["explain_error"] = _(
                 "%(count)d customers are named %(name)s: type an external id instead."
@@ -109,7 +110,8 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
         "explain_target": EXPLAIN_TARGET,
     }
     context.update(_explain(segment, request.GET.get("customer", "")))
-    return render(request, "segments/segment_detail.html", context)
+    status = 400 if context.get("explain_bad_input") else 200
+    return render(request, "segments/segment_detail.html", context, status=status)
 
 
 @require_GET
@@ -121,7 +123,9 @@ def segment_explain(request: HttpRequest, segment_id: int) -> HttpResponse:
     segment = _segment_or_404(segment_id)
     context: dict[str, Any] = {"segment": segment, "explain_target": EXPLAIN_TARGET}
     context.update(_explain(segment, request.GET.get("customer", "")))
-    return render(request, "segments/_explain_result.html", context)
+    # htmx swaps a 422 in (base.html's htmx-config) but not a 400: the same refusal, shown.
+    status = 422 if context.get("explain_bad_input") else 200
+    return render(request, "segments/_explain_result.html", context, status=status)
 
 
 @require_POST

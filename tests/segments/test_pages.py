@@ -390,7 +390,9 @@ def test_explain_for_text_that_names_nobody_says_so(
         headers={"HX-Request": "true"},
     )
 
-    assert response.status_code == 200
+    # 422: what htmx swaps in; the refusal of input that names nobody
+    assert response.status_code == 422
+    assert "No customer has the id, external id or name" in response.content.decode()
     assert "王芳" not in response.content.decode()
 
 
@@ -421,9 +423,19 @@ def test_explain_names_an_unknown_customer(
         headers={"HX-Request": "true"},
     )
 
+    assert response.status_code == 422
     assert text_of(response.content.decode()) == [
         "No customer has the id, external id or name nobody."
     ]
+
+
+def test_explain_of_an_unknown_customer_without_htmx_is_the_page_with_a_400(
+    operator_client: Client, shanghai_segment: Segment
+) -> None:
+    response = operator_client.get(f"/segments/{shanghai_segment.pk}/", {"customer": "nobody"})
+
+    assert response.status_code == 400
+    assert "No customer has the id, external id or name nobody." in response.content.decode()
 
 
 # Saving from the builder
