@@ -21,10 +21,20 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from rq import Callback, Retry
+from rq.job import Dependency
 
 from customers.ingest.rows import SCHEMAS
 from customers.ingest.runs import create_import_run
-from customers.jobs import IMPORTS_QUEUE, run_import_job
+from customers.jobs import (
+    IMPORT_RETRIES,
+    IMPORT_RETRIES_META,
+    IMPORTS_QUEUE,
+    fail_import_run_on_failure,
+    finish_import_run_job,
+    import_job_id,
+    run_import_job,
+)
 from customers.models import ImportKind, ImportRun
 
 logger = logging.getLogger(__name__)
@@ -85,7 +95,25 @@ def _store_upload(uploaded_file: UploadedFile) -> Path:
 def _enqueue_import(import_run_id: int) -> None:
     # Called from on_commit already: "auto" enqueues now rather than deferring a second time.
     queue = django_rq.get_queue(IMPORTS_QUEUE, commit_mode="auto")
-    queue.enqueue(run_import_job, import_run_id=import_run_id)
+    # One job id per run, so a run's job can be found from the run. A live worker's maintenance
+    # finds the job of a dead worker, calls on_failure and re-queues it while retries are left.
+    job = queue.enqueue(
+        run_import_job,
+        import_run_id=import_run_id,
+        job_id=import_job_id(import_run_id),
+        retry=Retry(max=IMPORT_RETRIES),
+        on_failure=Callback(fail_import_run_on_failure),
+        meta={IMPORT_RETRIES_META: IMPORT_RETRIES},
+    )
+    # Runs when the import job has ended for good, failed included, for the death the callback
+    # does not see (a work horse killed on the last try while its worker lived on).
+    queue.enqueue(
+        finish_import_run_job,
+        import_run_id=import_run_id,
+        tries=IMPORT_RETRIES + 1,
+        job_id=f"{job.id}-finish",
+        depends_on=Dependency(jobs=[job], allow_failure=True),
+    )
 
 
 @transaction.atomic

@@ -67,6 +67,17 @@ def run_import(*, import_run_id: int) -> ImportRun:
     return run
 
 
+def fail_unfinished_import_run(*, import_run_id: int, message: str) -> bool:
+    """Mark the run FAILED with message if it is still queued or running; True if it was.
+
+    One conditional UPDATE, so a run that a live worker finishes meanwhile keeps its report.
+    """
+    updated = ImportRun.objects.filter(
+        pk=import_run_id, status__in=[ImportStatus.QUEUED, ImportStatus.RUNNING]
+    ).update(status=ImportStatus.FAILED, message=message[:2000], finished_at=timezone.now())
+    return updated > 0
+
+
 def _store_report(run: ImportRun, report: ImportReport) -> None:
     run.status = report.status
     run.rows_total = report.rows_total
