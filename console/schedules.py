@@ -8,7 +8,7 @@ comments give the time in Asia/Shanghai (UTC+8).
 from rq import cron
 
 from console.queues import DEFAULT, SEGMENTS
-from customers.jobs import recompute_metrics_job
+from customers.jobs import prune_import_uploads_job, recompute_metrics_job
 from loyalty.jobs import (
     catch_up_job,
     expire_points_job,
@@ -33,6 +33,9 @@ cron.register(expire_points_job, DEFAULT, cron="10 16 * * *", name="points-expir
 cron.register(
     recompute_tiers_job, DEFAULT, cron="30 18 * * *", name="tiers-recompute", job_timeout=3600
 )
+
+# 03:30 local: uploaded CSVs of imports finished IMPORT_UPLOAD_KEEP_DAYS ago (reports stay).
+cron.register(prune_import_uploads_job, DEFAULT, cron="30 19 * * *", name="imports-prune")
 
 # 01:30 local: every customer's metrics (RFM, lifecycle...) as of the new day; ingest keeps the
 # touched customers' metrics fresh in between (segments.jobs.on_ingested).

@@ -174,6 +174,8 @@ LOGGING = {
 # Yunying's own settings.
 INGEST_MAX_BATCH = int(env_str("INGEST_MAX_BATCH", "1000"))
 IMPORT_MAX_UPLOAD_BYTES = int(env_str("IMPORT_MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)))
+# Uploaded CSVs are deleted this many days after their import finished (the report stays).
+IMPORT_UPLOAD_KEEP_DAYS = int(env_str("IMPORT_UPLOAD_KEEP_DAYS", "7"))
 # A rule preview (the builder's live count, the preview API) is stopped after this long, so that
 # one heavy tree cannot hold the database; 0: no limit. The CLI and refreshes have no limit.
 SEGMENT_PREVIEW_TIMEOUT_MS = int(env_str("SEGMENT_PREVIEW_TIMEOUT_MS", "10000"))

@@ -25,7 +25,7 @@ from rq import Callback, Retry
 from rq.job import Dependency
 
 from customers.ingest.rows import SCHEMAS
-from customers.ingest.runs import create_import_run
+from customers.ingest.runs import create_import_run, uploads_root
 from customers.jobs import (
     IMPORT_RETRIES,
     IMPORT_RETRIES_META,
@@ -43,7 +43,6 @@ IMPORT_PERMISSION = "customers.add_importrun"
 # Larger exports are split by the shop's tooling anyway; 200 MB is ~1.5 million order rows and
 # imports in a few minutes. settings.IMPORT_MAX_UPLOAD_BYTES overrides it.
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024 * 1024
-UPLOAD_DIRECTORY = "imports"
 RECENT_RUNS = 50
 FILE_NAME_MAX_LENGTH: int = ImportRun._meta.get_field("file_name").max_length or 255
 
@@ -80,7 +79,7 @@ def check_upload(uploaded_file: UploadedFile | None) -> UploadedFile:
 
 
 def _storage() -> FileSystemStorage:
-    return FileSystemStorage(location=Path(settings.MEDIA_ROOT) / UPLOAD_DIRECTORY)
+    return FileSystemStorage(location=uploads_root())
 
 
 def _store_upload(uploaded_file: UploadedFile) -> Path:

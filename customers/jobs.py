@@ -7,12 +7,13 @@ import logging
 from types import TracebackType
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import ngettext
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
-from customers.ingest.runs import fail_unfinished_import_run, run_import
+from customers.ingest.runs import fail_unfinished_import_run, prune_import_uploads, run_import
 from customers.metrics import recompute_metrics
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,12 @@ def finish_import_run_job(import_run_id: int, tries: int) -> None:
         import_run_id=import_run_id, message=worker_stopped_message(tries)
     ):
         logger.warning("import run %s was left unfinished by its worker", import_run_id)
+
+
+def prune_import_uploads_job(keep_days: int | None = None) -> int:
+    """Delete uploaded CSVs of imports finished more than IMPORT_UPLOAD_KEEP_DAYS days ago."""
+    days = settings.IMPORT_UPLOAD_KEEP_DAYS if keep_days is None else keep_days
+    return prune_import_uploads(before=timezone.now() - dt.timedelta(days=days))
 
 
 # Metrics

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import timezone
 
 from customers.ingest.csv_import import ImportReport, import_file
 from customers.ingest.hooks import notify_ingested
 from customers.models import ImportKind, ImportRun, ImportStatus
+
+# Where the upload page stores files, under MEDIA_ROOT (customers/imports.py saves them there).
+UPLOAD_DIRECTORY = "imports"
 
 
 def create_import_run(
@@ -107,3 +112,32 @@ def report_of(run: ImportRun) -> dict[str, Any]:
         "errors_not_shown": run.errors_not_shown,
         "message": run.message,
     }
+
+
+def uploads_root() -> Path:
+    return Path(settings.MEDIA_ROOT) / UPLOAD_DIRECTORY
+
+
+def prune_import_uploads(*, before: dt.datetime) -> int:
+    """Delete the stored files of finished imports created before `before`; returns how many.
+
+    Only files the upload page stored (under uploads_root()) are deleted: a command-line
+    import's stored_path is the user's own file. The run and its report stay; stored_path is
+    cleared, so a pruned file is never looked for again.
+    """
+    root = uploads_root().resolve()
+    pruned: list[int] = []
+    runs = (
+        ImportRun.objects.filter(created_at__lt=before)
+        .exclude(stored_path="")
+        .exclude(status__in=[ImportStatus.QUEUED, ImportStatus.RUNNING])
+        .values_list("pk", "stored_path")
+    )
+    for run_id, stored_path in runs.iterator():
+        path = Path(stored_path).resolve()
+        if not path.is_relative_to(root):
+            continue
+        path.unlink(missing_ok=True)
+        pruned.append(run_id)
+    ImportRun.objects.filter(pk__in=pruned).update(stored_path="")
+    return len(pruned)

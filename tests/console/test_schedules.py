@@ -13,6 +13,7 @@ def test_every_schedule_loads_on_a_queue_the_workers_listen_to(rq_queues: dict) 
 
     jobs = {job.name: job for job in scheduler.get_jobs()}
     assert sorted(jobs) == [
+        "imports-prune",
         "loyalty-catch-up",
         "metrics-nightly",
         "points-expiry",
