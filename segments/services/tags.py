@@ -59,6 +59,8 @@ def _enqueue_apply(tag_rule_id: int) -> None:
 def _check(*, tag_name: str, definition: object) -> None:
     if not tag_name:
         raise ValidationError({"tag": [_("Enter a tag.")]})
+    if "\x00" in tag_name:  # PostgreSQL stores no NUL in text
+        raise ValidationError({"tag": [_("A tag cannot contain a NUL character.")]})
     if len(tag_name) > TAG_NAME_MAX_LENGTH:
         raise ValidationError(
             {"tag": [_("A tag has at most %(limit)d characters.") % {"limit": TAG_NAME_MAX_LENGTH}]}
